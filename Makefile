@@ -1,0 +1,63 @@
+# fleet.rollout: every target runs `setup` first, so a fresh clone needs no step of its own.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+COLLECTIONS := $(CURDIR)/.tmp/collections
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export PATH := $(VENV)/bin:$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: help setup lint ruff mypy yamllint ansible-lint sanity build unit integration test demo lab-down bench clean
+
+help:
+	@echo "make demo   bring up a 10-host lab with traffic (see README), then take it down"
+	@echo "make test   setup, lint, unit and integration tests (what CI runs)"
+	@echo "make lint   ruff, mypy, yamllint, ansible-lint, ansible-test sanity"
+	@echo "make setup  Debian packages for the lab and the pinned .venv (every target runs it)"
+
+setup:
+	@tools/setup.sh
+
+lint: setup ruff mypy yamllint ansible-lint sanity
+
+ruff: setup
+	ruff check .
+	ruff format --check .
+
+mypy: setup
+	mypy lab tests bench tools -p ansible_collections.fleet.rollout.plugins
+
+yamllint: setup
+	yamllint --strict .
+
+ansible-lint: setup
+	ansible-lint --profile production
+
+build: setup
+	@rm -rf .tmp/build && mkdir -p .tmp/build
+	ansible-galaxy collection build --force --output-path .tmp/build
+
+sanity: build
+	tools/sanity.sh $(SANITY_ARGS)
+
+unit: setup
+	pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	pytest tests/integration $(PYTEST_ARGS)
+
+test: setup lint unit integration
+
+demo: setup
+	$(PY) -m lab demo
+
+lab-down: setup
+	$(PY) -m lab down
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	-$(PY) -m lab down
+	rm -rf .tmp .mypy_cache .ruff_cache .pytest_cache

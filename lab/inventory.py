@@ -1,0 +1,55 @@
+"""The Ansible inventory `up` writes for a lab: groups `app` and `lb`, every variable a playbook needs."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from lab.fleet import Lab
+
+
+def inventory_data(lab: Lab) -> dict[str, Any]:
+    hosts = lab.hosts
+    app_hosts = {
+        h.name: {
+            "app_address": h.address,
+            "app_root": str(h.root),
+            "app_service": str(h.appctl),
+            "app_url": h.url,
+            "app_health_url": h.health_url,
+        }
+        for h in hosts
+    }
+    lb_hosts = {
+        b.name: {
+            "haproxy_socket": str(b.socket),
+            "haproxy_admin_url": b.admin_url,
+            "haproxy_frontend_url": b.frontend_url,
+            "haproxy_backend": b.backend,
+        }
+        for b in lab.balancers
+    }
+    return {
+        "all": {
+            "vars": {
+                # Every lab "host" is a directory and a process on this machine.
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "lab_dir": str(lab.state_dir.resolve()),
+                "lab_artifacts": str(lab.artifacts.resolve()),
+                "lab_frontend_url": lab.frontend_url,
+            },
+            "children": {
+                "app": {"vars": {"app_port": hosts[0].port}, "hosts": app_hosts},
+                "lb": {"hosts": lb_hosts},
+            },
+        }
+    }
+
+
+def write_inventory(lab: Lab) -> None:
+    body = yaml.safe_dump(inventory_data(lab), sort_keys=False, default_flow_style=False)
+    lab.inventory.write_text("---\n# Written by `python -m lab up`; rewritten on every up.\n" + body)
