@@ -26,7 +26,8 @@ ruff: setup
 	ruff format --check .
 
 mypy: setup
-	mypy lab tests bench tools -p ansible_collections.fleet.rollout.plugins
+	mypy lab tests $(wildcard bench/*.py)
+	mypy -p ansible_collections.fleet.rollout.plugins
 
 yamllint: setup
 	yamllint --strict .

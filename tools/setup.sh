@@ -25,15 +25,31 @@ if ((${#missing[@]})); then
   [ -z "$added_policy" ] || $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
-python=${FLEET_PYTHON:-python3}
-stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: creating .venv with $($python --version) and requirements-dev.txt"
-  "$python" -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
-  echo "$want" > "$stamp"
+# make_venv DIR PYTHON REQUIREMENTS: (re)create DIR when the requirements file changed.
+make_venv() {
+  local dir=$1 python=$2 requirements=$3 stamp=$1/.requirements.sha256 want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ ! -x "$dir/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: creating $dir with $("$python" --version) and $requirements"
+    rm -rf "$dir"
+    "$python" -m venv "$dir"
+    # (this machine's pip config names local mirrors that may not exist: drop those warnings)
+    "$dir/bin/pip" install -q --disable-pip-version-check --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$requirements" 2> >(grep -v "is ignored: it is neither" >&2)
+    echo "$want" > "$stamp"
+  fi
+}
+
+make_venv .venv "${FLEET_PYTHON:-python3}" requirements-dev.txt
+# The version matrix for plugin tests: the oldest supported ansible-core on this python, and the
+# newest on python3.13 where the machine has one (pyenv keeps it off PATH unless selected).
+make_venv .venv-core-2.17 "${FLEET_PYTHON:-python3}" requirements-core-2.17.txt
+python313=""
+for candidate in python3.13 ~/.pyenv/versions/3.13*/bin/python3.13 /usr/bin/python3.13; do
+  if "$candidate" --version >/dev/null 2>&1; then python313=$candidate; break; fi
+done
+if [ -n "$python313" ]; then
+  make_venv .venv-core-latest "$python313" requirements-core-latest.txt
 fi
 
 # ansible finds collections as <path>/ansible_collections/<namespace>/<name>.
