@@ -26,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--balancers", type=int, default=1, help="HAProxy instances in front of the hosts")
     up.add_argument("--port", type=int, help="first port of the lab's block (default: first free block)")
     up.add_argument("--version", default="v1", help="release every host starts on")
+    up.add_argument("--ssh", action="store_true", help="also run sshd; the inventory then uses SSH")
 
     commands.add_parser("down", help="stop everything `up` started and free its ports")
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, lab: Lab) -> int:
     if args.command == "up":
-        lab.up(hosts=args.hosts, balancers=args.balancers, port=args.port, version=args.version)
+        lab.up(hosts=args.hosts, balancers=args.balancers, port=args.port, version=args.version, ssh=args.ssh)
         described = state_of(lab)
         print(
             f"lab up: {args.hosts} hosts behind {len(described['balancers'])} HAProxy at {lab.frontend_url}"

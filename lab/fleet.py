@@ -20,7 +20,7 @@ from typing import Any
 from urllib.error import URLError
 from urllib.request import urlopen
 
-from lab import haproxy, ports
+from lab import haproxy, ports, sshd
 from lab.inventory import write_inventory
 from lab.release import ReleaseBehaviour, build_release
 from lab.service import AppService, ServiceError, write_atomically
@@ -89,6 +89,12 @@ class BalancerInfo:
         return f"tcp://127.0.0.1:{self.admin_port}"
 
     @property
+    def ssh_port(self) -> int | None:
+        """The port sshd listens on at every host's address, when the lab was started with ssh."""
+        port: int | None = self.state().get("ssh_port")
+        return port
+
+    @property
     def frontend_url(self) -> str:
         return f"http://127.0.0.1:{self.frontend_port}/"
 
@@ -142,6 +148,12 @@ class Lab:
         ]
 
     @property
+    def ssh_port(self) -> int | None:
+        """The port sshd listens on at every host's address, when the lab was started with ssh."""
+        port: int | None = self.state().get("ssh_port")
+        return port
+
+    @property
     def frontend_url(self) -> str:
         return self.balancers[0].frontend_url
 
@@ -162,7 +174,14 @@ class Lab:
         write_atomically(self.state_file, json.dumps(state, indent=2, default=str) + "\n")
 
     # ---- up ------------------------------------------------------------------------------------
-    def up(self, hosts: int = 3, balancers: int = 1, port: int | None = None, version: str = "v1") -> None:
+    def up(
+        self,
+        hosts: int = 3,
+        balancers: int = 1,
+        port: int | None = None,
+        version: str = "v1",
+        ssh: bool = False,
+    ) -> None:
         if not 1 <= hosts <= 250:
             raise LabError(f"--hosts must be between 1 and 250, got {hosts}")
         if not 1 <= balancers <= ports.MAX_BALANCERS:
@@ -172,6 +191,7 @@ class Lab:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         block = ports.claim_block(self.state_dir, hosts, port)
         state: dict[str, Any] = {"starting": True, "base_port": block.base, "run_dir": str(block.run_dir)}
+        state["ssh_port"] = block.ssh if ssh else None
         state["pids"] = []
         state["hosts"] = [
             {
@@ -211,6 +231,10 @@ class Lab:
         servers = [(h.name, h.address, h.port) for h in self.hosts]
         for balancer in self.balancers:
             state["pids"].append(haproxy.start_haproxy(balancer.spec, servers))
+            self._save(state)
+        if state["ssh_port"]:
+            addresses = [h.address for h in self.hosts]
+            state["pids"].append(sshd.start_sshd(self.state_dir.resolve(), addresses, state["ssh_port"]))
             self._save(state)
         write_inventory(self)
         self.wait_all_up()

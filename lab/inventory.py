@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from lab.sshd import client_key
 
 if TYPE_CHECKING:
     from lab.fleet import Lab
@@ -23,6 +26,17 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
         }
         for h in hosts
     }
+    if lab.ssh_port:
+        # Real SSH to each host's own address; the balancers stay on the controller.
+        for host_vars in app_hosts.values():
+            host_vars.update(
+                ansible_connection="ssh",
+                ansible_host=host_vars["app_address"],
+                ansible_port=lab.ssh_port,
+                ansible_user=getpass.getuser(),
+                ansible_ssh_private_key_file=str(client_key(lab.state_dir.resolve())),
+                ansible_ssh_common_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            )
     lb_hosts = {
         b.name: {
             "haproxy_socket": str(b.socket),

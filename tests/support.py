@@ -28,11 +28,10 @@ class PlaybookRun:
 
 
 def ansible_env(**extra: str) -> dict[str, str]:
-    """Environment for ansible-* commands: this checkout as fleet.rollout, no stray config."""
+    """Environment for ansible-* commands: this checkout as fleet.rollout, quiet and colourless."""
     env = {**os.environ}
     env.update(
         ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".tmp" / "collections"),
-        ANSIBLE_CONFIG=os.devnull,
         ANSIBLE_HOST_KEY_CHECKING="False",
         ANSIBLE_RETRY_FILES_ENABLED="False",
         ANSIBLE_NOCOLOR="1",

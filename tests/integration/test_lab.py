@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 import threading
 import time
 import urllib.error
@@ -16,7 +17,7 @@ from lab import ports
 from lab.fleet import Lab, pids_naming
 from lab.haproxy import show_stat
 from lab.traffic import Traffic
-from tests.support import ROOT, VENV_BIN
+from tests.support import ROOT, VENV_BIN, ansible_env
 
 
 def lab_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -157,3 +158,59 @@ def test_two_labs_do_not_collide_and_a_left_behind_lab_is_replaced(tmp_path: Pat
             second.down()
     finally:
         first.down()
+
+
+def test_ssh_lab_reaches_every_host_over_real_ssh(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "lab")
+    lab.up(hosts=2, ssh=True)
+    try:
+        run = subprocess.run(
+            [
+                str(VENV_BIN / "ansible"),
+                "-i",
+                str(lab.inventory),
+                "app",
+                "-m",
+                "ansible.builtin.ping",
+                "-vvv",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=ansible_env(),
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        assert run.stdout.count("ESTABLISH SSH CONNECTION") >= 2
+        assert f"-o Port={lab.ssh_port}" in run.stdout or f"-p {lab.ssh_port}" in run.stdout
+    finally:
+        lab.down()
+    assert pids_naming([f"{(tmp_path / 'lab').resolve()}/"]) == []
+
+
+def test_collection_builds_without_the_lab_and_installs(tmp_path: Path) -> None:
+    built = subprocess.run(
+        [str(VENV_BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ansible_env(),
+    )
+    assert built.returncode == 0, built.stderr
+    (tarball,) = tmp_path.glob("fleet-rollout-*.tar.gz")
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    assert "galaxy.yml" not in names  # replaced by MANIFEST.json in a build
+    assert {"MANIFEST.json", "FILES.json", "README.md", "meta/runtime.yml"} <= set(names)
+    for left_out in ("lab", "bench", ".venv", ".tmp", "tests/integration", "Makefile", "tools"):
+        assert not [n for n in names if n == left_out or n.startswith(f"{left_out}/")], left_out
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    installed = subprocess.run(
+        [str(VENV_BIN / "ansible-galaxy"), "collection", "install", "-p", str(tmp_path / "c"), str(tarball)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ansible_env(ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "c")),
+    )
+    assert installed.returncode == 0, installed.stderr
+    assert (tmp_path / "c" / "ansible_collections" / "fleet" / "rollout" / "MANIFEST.json").is_file()
