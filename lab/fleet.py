@@ -89,12 +89,6 @@ class BalancerInfo:
         return f"tcp://127.0.0.1:{self.admin_port}"
 
     @property
-    def ssh_port(self) -> int | None:
-        """The port sshd listens on at every host's address, when the lab was started with ssh."""
-        port: int | None = self.state().get("ssh_port")
-        return port
-
-    @property
     def frontend_url(self) -> str:
         return f"http://127.0.0.1:{self.frontend_port}/"
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def inventory_data(lab: Lab) -> dict[str, Any]:
     hosts = lab.hosts
-    app_hosts = {
+    app_hosts: dict[str, dict[str, Any]] = {
         h.name: {
             "app_address": h.address,
             "app_root": str(h.root),
