@@ -27,7 +27,8 @@ ruff: setup
 
 mypy: setup
 	mypy lab tests $(wildcard bench/*.py)
-	mypy -p ansible_collections.fleet.rollout.plugins
+	@# Collections have no __init__.py in plugins/, so name every plugin file as a module.
+	mypy $(patsubst %.py,-m ansible_collections.fleet.rollout.%,$(subst /,.,$(wildcard plugins/*/*.py)))
 
 yamllint: setup
 	yamllint --strict .

@@ -57,10 +57,22 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
                 "lab_frontend_url": lab.frontend_url,
             },
             "children": {
-                "app": {"vars": {"app_port": hosts[0].port}, "hosts": app_hosts},
+                "app": {"vars": {"app_port": hosts[0].port, **deploy_vars(lab)}, "hosts": app_hosts},
                 "lb": {"hosts": lb_hosts},
             },
         }
+    }
+
+
+def deploy_vars(lab: Lab) -> dict[str, Any]:
+    """What the role fleet.rollout.deploy needs to know about a lab host, as a user would set it."""
+    return {
+        "deploy_root": "{{ app_root }}",
+        "deploy_restart_command": "{{ app_service }} restart",
+        "deploy_health_url": "{{ app_health_url }}",
+        "deploy_balancers": [
+            {"name": b.name, "socket": str(b.socket), "backends": [b.backend]} for b in lab.balancers
+        ],
     }
 
 

@@ -1,0 +1,246 @@
+#!/usr/bin/python
+# Copyright (c) fleet.rollout developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: health_check
+short_description: Wait until an HTTP(S) endpoint or a TCP port is healthy, and stays healthy
+version_added: 1.0.0
+author:
+  - fleet.rollout developers (!UNKNOWN)
+description:
+  - Probes an HTTP(S) URL or a TCP port every O(interval) seconds until it has answered healthily
+    O(successes) times in a row and has stayed healthy for O(stable_for) seconds, or fails when
+    O(deadline) passes first.
+  - An HTTP answer is healthy when its status is one of O(status), its body matches O(body_regex)
+    and O(json_query) gives O(json_expect), for each of these that is set. A TCP check only connects.
+  - Redirects are followed; the status compared is that of the final answer. Only the first MiB of a
+    body is read.
+  - The probe only reads, so it also runs in check mode. It never changes anything.
+  - On failure the message carries the last observation (status, error, body excerpt).
+requirements:
+  - jmespath (on the host that runs the check, only when O(json_query) is used)
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: The probe is read-only, so it runs in check mode too.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
+    support: N/A
+    details: Nothing is ever changed.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+options:
+  url:
+    description:
+      - The http:// or https:// URL to probe.
+      - Exactly one of O(url) and O(tcp) is required.
+    type: str
+  tcp:
+    description:
+      - V(host:port) (or V([address]:port) for IPv6) to connect to; the connection is closed at once.
+    type: str
+  method:
+    description: The HTTP method.
+    type: str
+    default: GET
+  headers:
+    description: HTTP headers to send.
+    type: dict
+  status:
+    description: The HTTP status codes that count as healthy.
+    type: list
+    elements: int
+    default: [200]
+  body_regex:
+    description: A Python regular expression the body must match (searched, not anchored).
+    type: str
+  json_query:
+    description:
+      - A JMESPath expression applied to the body parsed as JSON; it must give O(json_expect).
+      - Needs the Python library jmespath where the check runs.
+    type: str
+  json_expect:
+    description:
+      - The value O(json_query) must give. Compared as JSON values, so types matter
+        (V(true) is not V(1), V("3") is not V(3)).
+    type: raw
+  validate_certs:
+    description: Whether to validate the server's TLS certificate for https:// URLs.
+    type: bool
+    default: true
+  ca_path:
+    description: A PEM file of CA certificates to validate the server's certificate against.
+    type: path
+  successes:
+    description: How many healthy answers in a row are needed.
+    type: int
+    default: 1
+  stable_for:
+    description:
+      - Seconds the target must stay healthy after its first healthy answer in a row, like
+        Kubernetes' minReadySeconds. Any unhealthy answer in that time starts the count again.
+      - Must be below O(deadline).
+    type: float
+    default: 0
+  interval:
+    description: Seconds to wait between attempts.
+    type: float
+    default: 0.5
+  timeout:
+    description: Seconds one attempt may take (connect and answer); never beyond O(deadline).
+    type: float
+    default: 5
+  deadline:
+    description: Seconds the whole check may take. No attempt starts after it.
+    type: float
+    default: 60
+"""
+
+EXAMPLES = r"""
+- name: Wait until the app answers 200 three times in a row and stays up for 5 seconds
+  fleet.rollout.health_check:
+    url: http://127.0.0.1:8080/health
+    successes: 3
+    stable_for: 5
+    deadline: 60
+
+- name: Check the JSON health document
+  fleet.rollout.health_check:
+    url: https://app.example.com/health
+    ca_path: /etc/ssl/internal-ca.pem
+    json_query: checks.database
+    json_expect: up
+
+- name: Wait until the port accepts connections
+  fleet.rollout.health_check:
+    tcp: 127.0.0.1:5432
+    interval: 1
+    deadline: 30
+"""
+
+RETURN = r"""
+attempts:
+  description: How many attempts were made.
+  returned: always
+  type: int
+  sample: 4
+seconds_to_healthy:
+  description: Seconds from the start of the check until it was healthy (and stable).
+  returned: success
+  type: float
+  sample: 1.52
+status:
+  description: The HTTP status of the last answer; null for TCP checks or when there was no answer.
+  returned: always
+  type: int
+  sample: 200
+excerpt:
+  description: The start of the last body, on one line, at most 200 characters.
+  returned: always
+  type: str
+  sample: '{"status": "ok"}'
+observations:
+  description: The last attempts (at most 10), oldest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    attempt:
+      description: The attempt's number, from 1.
+      type: int
+    at:
+      description: Seconds from the start of the check when the attempt began.
+      type: float
+    duration:
+      description: Seconds the attempt took.
+      type: float
+    healthy:
+      description: Whether this attempt was healthy.
+      type: bool
+    status:
+      description: The HTTP status, if there was an answer.
+      type: int
+    error:
+      description: Why the attempt was not healthy (connection error or failed expectation).
+      type: str
+    excerpt:
+      description: The start of the body.
+      type: str
+target:
+  description: What was probed, the O(url) or V(tcp://host:port).
+  returned: failure
+  type: str
+  sample: http://127.0.0.1:8080/health
+elapsed:
+  description: Seconds the check ran before giving up.
+  returned: failure
+  type: float
+  sample: 60.01
+error:
+  description: Why the last attempt was not healthy.
+  returned: failure
+  type: str
+  sample: status 503 is not one of [200]
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
+from ansible_collections.fleet.rollout.plugins.module_utils._health import (
+    HAS_JMESPATH,
+    JMESPATH_IMPORT_ERROR,
+    HealthCheckSpec,
+    HealthProbe,
+    OpenUrlFetch,
+)
+
+ARGUMENT_SPEC = dict(
+    url=dict(type="str"),
+    tcp=dict(type="str"),
+    method=dict(type="str", default="GET"),
+    headers=dict(type="dict"),
+    status=dict(type="list", elements="int", default=[200]),
+    body_regex=dict(type="str"),
+    json_query=dict(type="str"),
+    json_expect=dict(type="raw"),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+    successes=dict(type="int", default=1),
+    stable_for=dict(type="float", default=0),
+    interval=dict(type="float", default=0.5),
+    timeout=dict(type="float", default=5),
+    deadline=dict(type="float", default=60),
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[("url", "tcp")],
+        required_one_of=[("url", "tcp")],
+        required_together=[("json_query", "json_expect")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["json_query"] is not None and not HAS_JMESPATH:
+        module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
+    spec = HealthCheckSpec(
+        **{name: params[name] for name in ARGUMENT_SPEC if name not in ("headers", "status")},
+        headers={str(k): str(v) for k, v in (params["headers"] or {}).items()},
+        status=tuple(params["status"]),
+    )
+    try:
+        result = HealthProbe(spec, fetch=OpenUrlFetch()).run()
+    except FleetRolloutError as exc:
+        module.fail_json(msg=exc.message, **exc.details)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+#!/usr/bin/python
+# Copyright (c) fleet.rollout developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: release
+short_description: Install releases side by side and switch the current one atomically
+version_added: 1.0.0
+author:
+  - fleet.rollout developers (!UNKNOWN)
+description:
+  - Manages release directories under O(root). Each release lives in C(<root>/releases/<version>),
+    C(<root>/current) is a relative symlink to the current one, and C(<root>/.release-state.json)
+    records the history of switches, install times and releases marked bad.
+  - With O(state=present) the release is installed if missing, from a tar archive or a directory
+    on the managed host (O(src)) or from a URL with a checksum (O(url)), and then made current.
+    An installed version is never reinstalled (versions are immutable); remove one first to
+    replace it.
+  - Installing unpacks into a hidden directory beside the target and renames it into place, so a
+    half-installed release never appears under C(releases/). Archive members with absolute paths,
+    C(..), special files or links that escape the release directory are refused.
+  - Switching writes a new symlink and renames it over C(current), so there is never a moment
+    without C(current).
+  - The previous release is the one that was current before the current one (from the recorded
+    history, skipping releases since removed or marked bad), not a guess from modification times.
+  - To deploy an archive that is on the controller, copy it to the host first with
+    M(ansible.builtin.copy), which only copies when its checksum differs, and pass that path as O(src).
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
+    support: full
+    details: The diff shows the current and previous release and the installed releases.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+options:
+  root:
+    description: The directory that holds C(releases/), C(current) and the state file. Created if missing.
+    type: path
+    required: true
+  version:
+    description:
+      - The release's name, used as its directory name.
+      - Must not contain C(/), C(\), C(;), C(..), whitespace or control characters, nor start with C(.).
+      - Required unless O(state=rolled_back).
+    type: str
+  state:
+    description:
+      - V(present) installs O(version) if missing, makes it current and removes releases beyond O(keep).
+      - V(rolled_back) makes the previous release current again, or O(version) if given. When the
+        last switch already was a rollback to the current release, nothing changes.
+      - V(absent) removes O(version); the current release cannot be removed.
+      - V(marked_bad) records that O(version) is bad. Deploying or rolling back to a release marked
+        bad then fails unless O(force=true); the previous release skips releases marked bad.
+    type: str
+    choices: [present, absent, rolled_back, marked_bad]
+    default: present
+  src:
+    description:
+      - A tar archive (optionally compressed) or a directory on the managed host to install the
+        release from. The archive's contents become the release directory's contents.
+      - Read only when the release is not installed yet.
+      - In check mode a missing O(src) is only a warning, since an earlier task may not have put it
+        there in check mode.
+    type: path
+  url:
+    description:
+      - An http(s) URL of a tar archive to install the release from; needs O(checksum), which is
+        verified before anything is unpacked.
+    type: str
+  checksum:
+    description:
+      - The archive's checksum as V(sha256:<hex>) or V(sha512:<hex>). Required with O(url); with an
+        archive O(src) it is verified too.
+    type: str
+  validate_certs:
+    description: Whether to validate the TLS certificate of an https:// O(url).
+    type: bool
+    default: true
+  keep:
+    description:
+      - With O(state=present), how many of the most recently installed releases to keep. The
+        current and the previous release are always kept.
+    type: int
+    default: 5
+  force:
+    description: Deploy or roll back to a release marked bad anyway. The mark stays.
+    type: bool
+    default: false
+  reason:
+    description: With O(state=marked_bad), why the release is bad; recorded beside the mark.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Copy the artifact from the controller (only when its checksum differs)
+  ansible.builtin.copy:
+    src: "dist/app-{{ app_version }}.tar.gz"
+    dest: "/srv/app/artifacts/app-{{ app_version }}.tar.gz"
+    mode: "0644"
+
+- name: Install and switch to the release
+  fleet.rollout.release:
+    root: /srv/app
+    version: "{{ app_version }}"
+    src: "/srv/app/artifacts/app-{{ app_version }}.tar.gz"
+    keep: 5
+
+- name: Install from a URL, verified before unpacking
+  fleet.rollout.release:
+    root: /srv/app
+    version: 1.4.2
+    url: https://artifacts.example.com/app-1.4.2.tar.gz
+    checksum: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+
+- name: Go back to the release that was current before
+  fleet.rollout.release:
+    root: /srv/app
+    state: rolled_back
+
+- name: Never deploy 1.4.2 again without force
+  fleet.rollout.release:
+    root: /srv/app
+    version: 1.4.2
+    state: marked_bad
+    reason: health check failed on the canary
+"""
+
+RETURN = r"""
+current:
+  description: The current release after the task, or null when there is none.
+  returned: always
+  type: str
+  sample: 1.4.2
+previous:
+  description: The release that was current before the current one, or null.
+  returned: always
+  type: str
+  sample: 1.4.1
+releases:
+  description: The installed releases, oldest install first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    version:
+      description: The release's name.
+      type: str
+      sample: 1.4.2
+    path:
+      description: The release's directory.
+      type: str
+      sample: /srv/app/releases/1.4.2
+    installed_at:
+      description:
+        - When it was installed (ISO 8601, UTC).
+        - For a release this module did not install, its directory's modification time.
+      type: str
+      sample: "2024-05-01T12:00:00.123456+00:00"
+    source:
+      description: The O(src) or O(url) it was installed from, if known.
+      type: str
+    checksum:
+      description: The O(checksum) given when it was installed, if any.
+      type: str
+    current:
+      description: Whether it is the current release.
+      type: bool
+    previous:
+      description: Whether it is the previous release.
+      type: bool
+    bad:
+      description: Whether it is marked bad.
+      type: bool
+marked_bad:
+  description: The versions marked bad, installed or not, with when and why.
+  returned: always
+  type: dict
+  sample: {"1.4.2": {"marked_at": "2024-05-01T12:00:00.123456+00:00", "reason": "canary failed"}}
+installed:
+  description: The version this task installed, or null.
+  returned: when O(state=present)
+  type: str
+  sample: 1.4.2
+removed:
+  description: The versions this task removed (O(state=absent), or beyond O(keep)).
+  returned: always
+  type: list
+  elements: str
+  sample: ["1.3.0"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
+from ansible_collections.fleet.rollout.plugins.module_utils._release import (
+    OpenUrlDownload,
+    ReleaseManager,
+    ReleaseSource,
+)
+
+ARGUMENT_SPEC = dict(
+    root=dict(type="path", required=True),
+    version=dict(type="str"),
+    state=dict(type="str", default="present", choices=["present", "absent", "rolled_back", "marked_bad"]),
+    src=dict(type="path"),
+    url=dict(type="str"),
+    checksum=dict(type="str"),
+    validate_certs=dict(type="bool", default=True),
+    keep=dict(type="int", default=5),
+    force=dict(type="bool", default=False),
+    reason=dict(type="str"),
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_if=[
+            ("state", "present", ("version",)),
+            ("state", "present", ("src", "url"), True),
+            ("state", "absent", ("version",)),
+            ("state", "marked_bad", ("version",)),
+        ],
+        mutually_exclusive=[("src", "url")],
+        required_by={"url": "checksum"},
+        supports_check_mode=True,
+    )
+    params = module.params
+    manager = ReleaseManager(
+        params["root"], check_mode=module.check_mode, download=OpenUrlDownload(params["validate_certs"])
+    )
+    try:
+        if params["state"] == "present":
+            source = ReleaseSource(src=params["src"], url=params["url"], checksum=params["checksum"])
+            result = manager.deploy(params["version"], source, keep=params["keep"], force=params["force"])
+        elif params["state"] == "rolled_back":
+            result = manager.rollback(params["version"], force=params["force"])
+        elif params["state"] == "absent":
+            result = manager.remove(params["version"])
+        else:
+            result = manager.mark_bad(params["version"], reason=params["reason"])
+    except FleetRolloutError as exc:
+        module.fail_json(msg=exc.message, **exc.details)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""HealthProbe with a scripted fetch and a fake clock: the polling rules, the checks, the evidence."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+import pytest
+from ansible_collections.fleet.rollout.plugins.module_utils import _health
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
+    ConnectionFailedError,
+    HealthCheckFailedError,
+    InvalidInputError,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._health import (
+    HealthCheckSpec,
+    HealthProbe,
+    HttpRequest,
+    HttpResponse,
+    excerpt_of,
+    parse_tcp_target,
+)
+
+URL = "http://app.test/health"
+
+
+class FakeClock:
+    """Time only moves when the probe sleeps or a fake attempt takes time."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class ScriptedFetch:
+    """Answers from a script; the last entry repeats. An exception in the script is raised."""
+
+    def __init__(self, clock: FakeClock, script: list[t.Any], latency: float = 0.0) -> None:
+        self.clock = clock
+        self.script = script
+        self.latency = latency
+        self.requests: list[HttpRequest] = []
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        self.requests.append(request)
+        self.clock.now += self.latency
+        step = self.script[min(len(self.requests), len(self.script)) - 1]
+        if isinstance(step, Exception):
+            raise step
+        if isinstance(step, int):
+            return HttpResponse(step, b"ok" if step == 200 else b"down for maintenance")
+        return t.cast(HttpResponse, step)
+
+
+def probe(
+    script: list[t.Any], latency: float = 0.0, **spec: t.Any
+) -> tuple[HealthProbe, FakeClock, ScriptedFetch]:
+    clock = FakeClock()
+    fetch = ScriptedFetch(clock, script, latency)
+    spec.setdefault("url", URL)
+    return HealthProbe(HealthCheckSpec(**spec), fetch=fetch, clock=clock, sleep=clock.sleep), clock, fetch
+
+
+def json_response(body: str) -> HttpResponse:
+    return HttpResponse(200, body.encode())
+
+
+def test_healthy_at_once_reports_one_attempt_and_the_body() -> None:
+    health, clock, _ = probe([200])
+    result = health.run()
+    assert result["attempts"] == 1
+    assert result["seconds_to_healthy"] == 0
+    assert result["status"] == 200
+    assert result["excerpt"] == "ok"
+    assert clock.sleeps == []
+
+
+def test_polls_at_the_interval_until_healthy() -> None:
+    health, clock, _ = probe([503, 503, 200], interval=0.5)
+    result = health.run()
+    assert result["attempts"] == 3
+    assert result["seconds_to_healthy"] == 1.0
+    assert clock.sleeps == [0.5, 0.5]
+    assert [o["healthy"] for o in result["observations"]] == [False, False, True]
+
+
+def test_successes_must_come_in_a_row() -> None:
+    health, _, _ = probe([200, 503, 200, 200, 200], successes=3, interval=0.1)
+    assert health.run()["attempts"] == 5
+
+
+def test_stable_for_keeps_probing_until_the_window_has_passed() -> None:
+    health, _, _ = probe([200], stable_for=1.0, interval=0.5)
+    result = health.run()
+    assert result["attempts"] == 3  # healthy at 0, 0.5 and 1.0 s
+    assert result["seconds_to_healthy"] == 1.0
+
+
+def test_a_failure_inside_the_stable_window_starts_it_again() -> None:
+    health, _, _ = probe([200, 200, 503, 200, 200, 200], stable_for=1.0, interval=0.5)
+    result = health.run()
+    assert result["attempts"] == 6
+    assert result["seconds_to_healthy"] == 2.5
+
+
+def test_deadline_fails_with_the_last_observation() -> None:
+    health, clock, _ = probe([503], interval=0.5, deadline=2)
+    with pytest.raises(HealthCheckFailedError) as caught:
+        health.run()
+    error = caught.value
+    # Attempts start at 0, 0.5, 1.0 and 1.5 s; one at 2.0 would not be before the deadline.
+    assert error.details["attempts"] == 4
+    assert error.details["status"] == 503
+    assert error.details["excerpt"] == "down for maintenance"
+    assert error.details["error"] == "status 503 is not one of [200]"
+    assert "status 503" in error.message
+    assert "down for maintenance" in error.message
+    assert "within 2s (4 attempts)" in error.message
+    assert clock.now - 100.0 < 2.0
+    assert len(error.details["observations"]) == 4
+
+
+def test_a_connection_error_is_an_observation_not_a_crash() -> None:
+    refused = ConnectionFailedError(f"{URL}: [Errno 111] Connection refused", url=URL)
+    health, _, _ = probe([refused, refused, 200], interval=0.1)
+    result = health.run()
+    assert result["attempts"] == 3
+    assert result["observations"][0]["error"].endswith("Connection refused")
+    assert result["observations"][0]["status"] is None
+
+
+def test_connection_error_until_deadline_is_in_the_message() -> None:
+    refused = ConnectionFailedError(f"{URL}: [Errno 111] Connection refused", url=URL)
+    health, _, _ = probe([refused], interval=0.2, deadline=1)
+    with pytest.raises(HealthCheckFailedError) as caught:
+        health.run()
+    assert "no answer" in caught.value.message
+    assert "Connection refused" in caught.value.message
+    assert caught.value.details["status"] is None
+
+
+def test_healthy_but_not_stable_enough_says_how_far_it_got() -> None:
+    health, _, _ = probe([503, 503, 503, 200], successes=5, interval=0.5, deadline=2.2)
+    with pytest.raises(HealthCheckFailedError) as caught:
+        health.run()
+    assert "healthy 2 time(s) in a row, needed 5" in caught.value.message
+
+
+def test_each_attempt_timeout_never_reaches_past_the_deadline() -> None:
+    health, _, fetch = probe([503], latency=0.4, interval=0.1, timeout=5, deadline=1)
+    with pytest.raises(HealthCheckFailedError):
+        health.run()
+    timeouts = [request.timeout for request in fetch.requests]
+    assert timeouts[0] == 1
+    assert all(0 < left <= 1 for left in timeouts)
+    assert timeouts == sorted(timeouts, reverse=True)
+
+
+def test_request_carries_method_headers_and_tls_options() -> None:
+    health, _, fetch = probe(
+        [200], method="head", headers={"Host": "app"}, validate_certs=False, ca_path="/ca.pem"
+    )
+    health.run()
+    request = fetch.requests[0]
+    assert (request.method, request.headers, request.validate_certs, request.ca_path) == (
+        "HEAD",
+        {"Host": "app"},
+        False,
+        "/ca.pem",
+    )
+
+
+def test_other_expected_status_codes() -> None:
+    health, _, _ = probe([HttpResponse(204, b"")], status=(200, 204))
+    assert health.run()["status"] == 204
+
+
+def test_body_regex_must_match() -> None:
+    health, _, _ = probe([json_response("starting"), json_response("ready: yes")], body_regex=r"ready: \w+")
+    result = health.run()
+    assert result["attempts"] == 2
+    assert result["observations"][0]["error"] == "body does not match 'ready: \\\\w+'"
+
+
+def test_json_query_must_give_the_expected_value() -> None:
+    health, _, _ = probe(
+        [json_response('{"checks": {"db": "down"}}'), json_response('{"checks": {"db": "up"}}')],
+        json_query="checks.db",
+        json_expect="up",
+    )
+    result = health.run()
+    assert result["attempts"] == 2
+    assert result["observations"][0]["error"] == "json_query 'checks.db' gave 'down', expected 'up'"
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "expect", "healthy"),
+    [
+        ('{"ok": true}', "ok", True, True),
+        ('{"ok": 1}', "ok", True, False),  # Python's True == 1 must not make this pass
+        ('{"n": 3}', "n", 3, True),
+        ('{"n": 3}', "n", "3", False),
+        ('{"items": [1, 2]}', "items", [1, 2], True),
+        ('{"items": [1, 2]}', "length(items)", 2, True),
+    ],
+)
+def test_json_values_compare_with_their_types(body: str, query: str, expect: t.Any, healthy: bool) -> None:
+    health, _, _ = probe([json_response(body)], json_query=query, json_expect=expect, deadline=0.1)
+    if healthy:
+        health.run()
+    else:
+        with pytest.raises(HealthCheckFailedError, match="json_query"):
+            health.run()
+
+
+def test_a_body_that_is_not_json_fails_the_json_query() -> None:
+    health, _, _ = probe([json_response("<html>")], json_query="a", json_expect=1, deadline=0.1)
+    with pytest.raises(HealthCheckFailedError, match="body is not JSON"):
+        health.run()
+
+
+def test_json_query_without_jmespath_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_health, "HAS_JMESPATH", False)
+    health, _, fetch = probe([200], json_query="a", json_expect=1)
+    with pytest.raises(InvalidInputError, match="jmespath"):
+        health.run()
+    assert fetch.requests == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"url": None}, "exactly one of url and tcp"),
+        ({"tcp": "127.0.0.1:80"}, "exactly one of url and tcp"),
+        ({"url": "ftp://x/"}, "must start with http"),
+        ({"status": (200, 700)}, "status must list HTTP codes"),
+        ({"successes": 0}, "successes must be at least 1"),
+        ({"interval": -1}, "interval must not be negative"),
+        ({"timeout": 0}, "must be positive"),
+        ({"stable_for": 60, "deadline": 60}, "stable_for must be at least 0 and below deadline"),
+        ({"body_regex": "("}, "is not a regular expression"),
+        ({"json_query": "a[", "json_expect": 1}, "is not a JMESPath expression"),
+    ],
+)
+def test_invalid_specs_fail_before_any_request(spec: dict[str, t.Any], message: str) -> None:
+    health, _, fetch = probe([200], **spec)
+    with pytest.raises(InvalidInputError, match=message):
+        health.run()
+    assert fetch.requests == []
+
+
+def test_tcp_check_connects_with_the_remaining_time() -> None:
+    clock = FakeClock()
+    calls: list[tuple[str, int, float]] = []
+
+    def connect(host: str, port: int, timeout: float) -> None:
+        calls.append((host, port, timeout))
+        if len(calls) < 3:
+            raise ConnectionFailedError(f"TCP connect to {host}:{port} failed: refused")
+
+    spec = HealthCheckSpec(tcp="[::1]:8080", interval=0.25, timeout=2, deadline=10)
+    result = HealthProbe(spec, connect=connect, clock=clock, sleep=clock.sleep).run()
+    assert result["attempts"] == 3
+    assert result["status"] is None
+    assert calls[0] == ("::1", 8080, 2)
+
+
+def test_tcp_refuses_http_only_options() -> None:
+    spec = HealthCheckSpec(tcp="127.0.0.1:80", body_regex="x", headers={"a": "b"})
+    with pytest.raises(InvalidInputError, match="headers, body_regex only apply to url checks"):
+        HealthProbe(spec).run()
+
+
+@pytest.mark.parametrize("value", ["localhost", "host:", ":80", "host:0", "host:65536", "host:http"])
+def test_bad_tcp_targets(value: str) -> None:
+    with pytest.raises(InvalidInputError, match="tcp must be host:port"):
+        parse_tcp_target(value)
+
+
+def test_excerpt_is_one_short_line() -> None:
+    assert excerpt_of(b"  a\n\n b\tc  ") == "a b c"
+    long = excerpt_of(b"x" * 1000)
+    assert len(long) == _health.EXCERPT_CHARS
+    assert long.endswith("...")
+    assert excerpt_of(b"\xff ok") == "\ufffd ok"
+
+
+def test_observations_keep_only_the_last_few() -> None:
+    health, _, _ = probe([503] * 30 + [200], interval=0.01)
+    result = health.run()
+    assert result["attempts"] == 31
+    assert [o["attempt"] for o in result["observations"]] == list(range(22, 32))
+
+
+def test_spec_is_immutable_input() -> None:
+    spec = HealthCheckSpec(url=URL)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.url = "http://other/"  # type: ignore[misc]

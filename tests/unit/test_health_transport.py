@@ -1,0 +1,90 @@
+"""The real transports the module injects (open_url fetch, TCP connect) against sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import typing as t
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import ConnectionFailedError
+from ansible_collections.fleet.rollout.plugins.module_utils._health import (
+    HttpRequest,
+    OpenUrlFetch,
+    tcp_connect,
+)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        code = 503 if self.path == "/down" else 200
+        body = f"{self.path} {self.headers.get('X-Probe', '-')}".encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: t.Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> t.Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def request(url: str, timeout: float = 2.0) -> HttpRequest:
+    return HttpRequest(
+        url=url, method="GET", headers={"X-Probe": "yes"}, timeout=timeout, validate_certs=True, ca_path=None
+    )
+
+
+def test_ok_answer_with_body_and_headers_sent(server: str) -> None:
+    response = OpenUrlFetch()(request(f"{server}/health"))
+    assert (response.status, response.body) == (200, b"/health yes")
+
+
+def test_error_status_is_an_answer_not_an_exception(server: str) -> None:
+    response = OpenUrlFetch()(request(f"{server}/down"))
+    assert (response.status, response.body) == (503, b"/down yes")
+
+
+def test_refused_connection_raises_connection_failed() -> None:
+    url = f"http://127.0.0.1:{closed_port()}/"
+    with pytest.raises(ConnectionFailedError, match="refused") as caught:
+        OpenUrlFetch()(request(url))
+    assert caught.value.details["url"] == url
+
+
+def test_a_silent_server_times_out_within_the_attempt_timeout() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        with pytest.raises(ConnectionFailedError, match="timed out"):
+            OpenUrlFetch()(request(url, timeout=0.2))
+
+
+def test_tcp_connect_to_a_listening_port_and_to_a_closed_one() -> None:
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        tcp_connect("127.0.0.1", listening.getsockname()[1], 1.0)
+    port = closed_port()
+    with pytest.raises(ConnectionFailedError, match=f"TCP connect to 127.0.0.1:{port} failed"):
+        tcp_connect("127.0.0.1", port, 1.0)
