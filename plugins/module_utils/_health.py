@@ -390,3 +390,38 @@ class HealthProbe:
             excerpt=last.excerpt,
             observations=[o.to_dict() for o in seen],
         )
+
+
+# The module's interface, here so that the controller-side action plugin validates and runs the same.
+ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
+    url=dict(type="str"),
+    tcp=dict(type="str"),
+    method=dict(type="str", default="GET"),
+    headers=dict(type="dict"),
+    status=dict(type="list", elements="int", default=[200]),
+    body_regex=dict(type="str"),
+    json_query=dict(type="str"),
+    json_expect=dict(type="raw"),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+    successes=dict(type="int", default=1),
+    stable_for=dict(type="float", default=0),
+    interval=dict(type="float", default=0.5),
+    timeout=dict(type="float", default=5),
+    deadline=dict(type="float", default=60),
+)
+SPEC_CONSTRAINTS: dict[str, t.Any] = dict(
+    mutually_exclusive=[("url", "tcp")],
+    required_one_of=[("url", "tcp")],
+    required_together=[("json_query", "json_expect")],
+)
+
+
+def check_health(params: dict[str, t.Any], check_mode: bool = False, diff: bool = False) -> dict[str, t.Any]:
+    """Run the probe the validated params describe; a health check never changes anything."""
+    spec = HealthCheckSpec(
+        **{name: params[name] for name in ARGUMENT_SPEC if name not in ("headers", "status")},
+        headers={str(k): str(v) for k, v in (params["headers"] or {}).items()},
+        status=tuple(params["status"]),
+    )
+    return dict(changed=False, **HealthProbe(spec, fetch=OpenUrlFetch()).run())

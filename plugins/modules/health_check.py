@@ -193,53 +193,23 @@ error:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
 from ansible_collections.fleet.rollout.plugins.module_utils._health import (
+    ARGUMENT_SPEC,
     HAS_JMESPATH,
     JMESPATH_IMPORT_ERROR,
-    HealthCheckSpec,
-    HealthProbe,
-    OpenUrlFetch,
-)
-
-ARGUMENT_SPEC = dict(
-    url=dict(type="str"),
-    tcp=dict(type="str"),
-    method=dict(type="str", default="GET"),
-    headers=dict(type="dict"),
-    status=dict(type="list", elements="int", default=[200]),
-    body_regex=dict(type="str"),
-    json_query=dict(type="str"),
-    json_expect=dict(type="raw"),
-    validate_certs=dict(type="bool", default=True),
-    ca_path=dict(type="path"),
-    successes=dict(type="int", default=1),
-    stable_for=dict(type="float", default=0),
-    interval=dict(type="float", default=0.5),
-    timeout=dict(type="float", default=5),
-    deadline=dict(type="float", default=60),
+    SPEC_CONSTRAINTS,
+    check_health,
 )
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        mutually_exclusive=[("url", "tcp")],
-        required_one_of=[("url", "tcp")],
-        required_together=[("json_query", "json_expect")],
-        supports_check_mode=True,
-    )
-    params = module.params
-    if params["json_query"] is not None and not HAS_JMESPATH:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_CONSTRAINTS)
+    if module.params["json_query"] is not None and not HAS_JMESPATH:
         module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
-    spec = HealthCheckSpec(
-        **{name: params[name] for name in ARGUMENT_SPEC if name not in ("headers", "status")},
-        headers={str(k): str(v) for k, v in (params["headers"] or {}).items()},
-        status=tuple(params["status"]),
-    )
     try:
-        result = HealthProbe(spec, fetch=OpenUrlFetch()).run()
+        result = check_health(module.params)
     except FleetRolloutError as exc:
         module.fail_json(msg=exc.message, **exc.details)
-    module.exit_json(changed=False, **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
