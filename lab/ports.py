@@ -87,7 +87,10 @@ def block_is_free(block: PortBlock, hosts: int) -> bool:
 def claim_owner_alive(run_dir: Path) -> bool:
     """A claim is alive while its owner's state file exists and names a live process."""
     try:
-        owner = Path((run_dir / "owner").read_text().strip())
+        owner_file = run_dir / "owner"
+        if time.time() - owner_file.stat().st_mtime < STARTING_GRACE_SECONDS:
+            return True  # claimed moments ago; its lab.json may not be written yet
+        owner = Path(owner_file.read_text().strip())
         state_file = owner / "lab.json"
         state = json.loads(state_file.read_text())
         age = time.time() - state_file.stat().st_mtime

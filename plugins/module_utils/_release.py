@@ -324,9 +324,18 @@ class ReleaseManager:
     # ---- the four states ----
 
     def deploy(
-        self, version: str, source: ReleaseSource, keep: int = 5, force: bool = False
+        self,
+        version: str,
+        source: ReleaseSource,
+        keep: int = 5,
+        force: bool = False,
+        make_current: bool = True,
     ) -> dict[str, t.Any]:
-        """Install ``version`` if missing, make it current, and drop releases beyond ``keep``."""
+        """Install ``version`` if missing, make it current, and drop releases beyond ``keep``.
+
+        With ``make_current=False`` (state ``staged``) it only installs: a rollout stages the release
+        while the host still serves, so the switch is all that happens while it is out of rotation.
+        """
         validate_version(version)
         source.validate()
         if keep < 1:
@@ -348,10 +357,10 @@ class ReleaseManager:
                     "source": source.describe(),
                     "checksum": source.checksum,
                 }
-            switch = before.current != version
+            switch = make_current and before.current != version
             if switch:
                 after.switch(version, "deploy", self.now())
-            removed = after.surplus(keep)
+            removed = after.surplus(keep) if make_current else []
             for old in removed:
                 del after.releases[old]
             changed = install or switch or bool(removed)

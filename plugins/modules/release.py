@@ -54,13 +54,16 @@ options:
   state:
     description:
       - V(present) installs O(version) if missing, makes it current and removes releases beyond O(keep).
+      - V(staged) only installs O(version) if missing, without making it current, so that a later
+        V(present) is a switch of C(current) and nothing more (a rollout stages each host's release
+        while the host still serves). Refused for a release marked bad, like V(present).
       - V(rolled_back) makes the previous release current again, or O(version) if given. When the
         last switch already was a rollback to the current release, nothing changes.
       - V(absent) removes O(version); the current release cannot be removed.
       - V(marked_bad) records that O(version) is bad. Deploying or rolling back to a release marked
         bad then fails unless O(force=true); the previous release skips releases marked bad.
     type: str
-    choices: [present, absent, rolled_back, marked_bad]
+    choices: [present, staged, absent, rolled_back, marked_bad]
     default: present
   src:
     description:
@@ -208,7 +211,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._release import (
 ARGUMENT_SPEC = dict(
     root=dict(type="path", required=True),
     version=dict(type="str"),
-    state=dict(type="str", default="present", choices=["present", "absent", "rolled_back", "marked_bad"]),
+    state=dict(type="str", default="present", choices=["present", "staged", "absent", "rolled_back", "marked_bad"]),
     src=dict(type="path"),
     url=dict(type="str"),
     checksum=dict(type="str"),
@@ -225,6 +228,8 @@ def main() -> None:
         required_if=[
             ("state", "present", ("version",)),
             ("state", "present", ("src", "url"), True),
+            ("state", "staged", ("version",)),
+            ("state", "staged", ("src", "url"), True),
             ("state", "absent", ("version",)),
             ("state", "marked_bad", ("version",)),
         ],
@@ -237,9 +242,15 @@ def main() -> None:
         params["root"], check_mode=module.check_mode, download=OpenUrlDownload(params["validate_certs"])
     )
     try:
-        if params["state"] == "present":
+        if params["state"] in ("present", "staged"):
             source = ReleaseSource(src=params["src"], url=params["url"], checksum=params["checksum"])
-            result = manager.deploy(params["version"], source, keep=params["keep"], force=params["force"])
+            result = manager.deploy(
+                params["version"],
+                source,
+                keep=params["keep"],
+                force=params["force"],
+                make_current=params["state"] == "present",
+            )
         elif params["state"] == "rolled_back":
             result = manager.rollback(params["version"], force=params["force"])
         elif params["state"] == "absent":

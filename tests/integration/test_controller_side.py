@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lab.fleet import Lab
 from tests.support import VENV_BIN, run_playbook
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -95,3 +96,40 @@ def test_become_keeps_the_module_on_the_target(tmp_path: Path, health_url: str) 
     )
     assert run.rc == 0, run.stdout[-3000:]
     assert "AnsiballZ_health_check.py" in run.stdout
+
+
+@pytest.mark.lab(hosts=2)
+@pytest.mark.parametrize(
+    ("interpreter", "in_process"), [(str(VENV_BIN / "python"), True), (SYSTEM_PYTHON, False)]
+)
+def test_lb_member_info_reads_the_same_either_way(
+    tmp_path: Path, lab: Lab, interpreter: str, in_process: bool
+) -> None:
+    if not in_process and not Path(SYSTEM_PYTHON).exists():
+        pytest.skip(f"{SYSTEM_PYTHON} is not on this machine")
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Read",
+                    "fleet.rollout.lb_member_info": {"socket": [str(lab.balancers[0].socket)]},
+                    "register": "info",
+                },
+                {
+                    "name": "Check",
+                    "ansible.builtin.assert": {
+                        "that": ["info.servers | map(attribute='server') | list == ['app01', 'app02']"]
+                    },
+                },
+            ],
+        }
+    ]
+    playbook = tmp_path / "info.yml"
+    playbook.write_text(json.dumps(play))
+    run = run_playbook(
+        playbook, "localhost,", "-c", "local", "-vvv", "-e", f"ansible_python_interpreter={interpreter}"
+    )
+    assert run.rc == 0, run.stdout[-3000:]
+    assert ("AnsiballZ_lb_member_info.py" in run.stdout) is not in_process

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lab import ports
 from lab.ports import BLOCK_SIZE, MAX_BALANCERS, PortBlock, host_address
 from lab.release import ReleaseBehaviour, build_release
 from lab.traffic import Record, Traffic, TrafficResult
@@ -81,3 +82,14 @@ def test_traffic_result_accounting() -> None:
 def test_traffic_refuses_bad_targets_and_unbounded_runs(url: str, rate: float, seconds: float) -> None:
     with pytest.raises(ValueError):
         Traffic(url, rate=rate, seconds=seconds).start()
+
+
+def test_two_claims_in_a_row_get_different_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ports, "RUN_ROOT", tmp_path / "run")
+    first = ports.claim_block(tmp_path / "one", hosts=1)
+    second = ports.claim_block(tmp_path / "two", hosts=1)
+    try:
+        assert first.base != second.base
+    finally:
+        ports.release_block(first)
+        ports.release_block(second)

@@ -452,3 +452,22 @@ def test_current_never_disappears_while_switching(root: Path, artifacts: dict[st
         done.set()
         watcher.join()
     assert missing == []
+
+
+def test_staged_installs_without_switching_then_present_only_switches(
+    root: Path, artifacts: dict[str, Path]
+) -> None:
+    releases = deploy_all(root, artifacts, "1")
+    source = ReleaseSource(src=str(artifacts["2"]))
+    staged = releases.deploy("2", source, make_current=False)
+    assert staged["changed"] is True
+    assert staged["current"] == "1"
+    assert (root / "releases" / "2" / "VERSION").read_text() == "2"
+    assert os.readlink(root / "current") == os.path.join("releases", "1")
+    assert releases.deploy("2", source, make_current=False)["changed"] is False
+    switched = releases.deploy("2", ReleaseSource(src=str(root / "missing.tar.gz")))
+    assert (switched["changed"], switched["current"], switched["installed"]) == (True, "2", None)
+    releases.mark_bad("3")
+    with pytest.raises(ConflictError, match="3"):
+        releases.deploy("3", ReleaseSource(src=str(artifacts["3"])), make_current=False)
+    assert not (root / "releases" / "3").exists()

@@ -1,0 +1,531 @@
+# Private to this collection: not a public API, may change without notice.
+"""What a balancer member is to us: one server name, in every backend (of every balancer) that holds it.
+
+BalancerMember takes plain typed inputs and returns a plain dict, with no AnsibleModule inside, so the
+same code runs in lb_member on the managed host and from an action plugin on the controller. It decides
+``changed`` from one observation before acting, sends nothing in check mode, and confirms every change by
+polling HAProxy (every ``poll_interval``, against a deadline) rather than by sleeping a fixed time.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
+    CapacityError,
+    HealthCheckFailedError,
+    InvalidInputError,
+    NotFoundError,
+    TimeoutExpiredError,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
+    ADMIN_FORCED_DRAIN,
+    ADMIN_FORCED_MAINT,
+    RuntimeApiAddress,
+    RuntimeApiClient,
+    ServerSnapshot,
+    Weight,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_name, validate_names
+
+DESIRED_STATES = ("enabled", "drained", "maintenance")
+DRAIN_TARGETS = ("drain", "maint")
+IDLE_POLLS_TO_CONFIRM = 2  # scur == qcur == 0 on two polls in a row, so a request between polls is not missed
+SHUTDOWN_GRACE = 5.0  # how long killed sessions may take to disappear from the counters
+
+Clock = t.Callable[[], float]
+Sleep = t.Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class CapacityFloor:
+    """``min_healthy``: a number of servers, or a percentage of the backend's active servers."""
+
+    value: int
+    percent: bool
+
+    @classmethod
+    def parse(cls, raw: t.Any) -> CapacityFloor:
+        text = str(raw).strip() if isinstance(raw, (int, str)) and not isinstance(raw, bool) else ""
+        percent = text.endswith("%")
+        digits = text[:-1].strip() if percent else text
+        if not digits.isdigit() or (percent and int(digits) > 100):
+            raise InvalidInputError(
+                f"min_healthy {raw!r} is neither a count of servers nor a percentage from 0% to 100%",
+                min_healthy=str(raw),
+            )
+        return cls(int(digits), percent)
+
+    def servers_needed(self, pool_size: int) -> int:
+        if not self.percent:
+            return self.value
+        return -(-pool_size * self.value // 100)  # rounded up: 75% of 3 servers needs 3
+
+    def __str__(self) -> str:
+        return f"{self.value}%" if self.percent else str(self.value)
+
+
+@dataclass(frozen=True)
+class MemberRequest:
+    """What the caller wants for one server; plain values, as a module's params or an action's args."""
+
+    server: str
+    state: str | None = None
+    backends: tuple[str, ...] = ()
+    weight: t.Any = None
+    drain_timeout: float = 60.0
+    drain_to: str = "drain"
+    shutdown_sessions: bool = False
+    up_timeout: float = 60.0
+    check_before_traffic: bool = True
+    min_healthy: t.Any = None
+    capacity_timeout: float = 60.0
+    poll_interval: float = 0.2
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``set server`` this run sends (or, in check mode, would send)."""
+
+    setting: str
+    value: str
+
+    def describe(self, backend: str, server: str) -> str:
+        return f"set server {backend}/{server} {self.setting} {self.value}"
+
+
+@dataclass
+class Member:
+    """The server in one backend of one balancer, and what happened to it during this run."""
+
+    balancer: RuntimeApiClient
+    backend: str
+    before: ServerSnapshot
+    pool: list[ServerSnapshot]
+    commands: list[Command] = field(default_factory=list)
+    commands_after_drain: list[Command] = field(default_factory=list)
+    latest: ServerSnapshot | None = None
+    drain_seconds: float | None = None
+    up_seconds: float | None = None
+    sessions_killed: int | None = None
+    idle_polls: int = 0
+    idle_since: float = 0.0
+
+    @property
+    def where(self) -> str:
+        return f"backend {self.backend} on {self.balancer.address}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.balancer.address} {self.backend}/{self.before.server}"
+
+    @property
+    def now(self) -> ServerSnapshot:
+        return self.latest or self.before
+
+    def all_commands(self) -> list[Command]:
+        return self.commands + self.commands_after_drain
+
+    def takes_capacity_away(self) -> bool:
+        return self.before.serving and any(c.setting == "state" for c in self.all_commands())
+
+
+def _observe(balancer: RuntimeApiClient, backends: set[str]) -> dict[tuple[str, str], ServerSnapshot]:
+    """One look at a balancer, indexed by (backend, server); one backend is asked for by name."""
+    only = next(iter(backends)) if len(backends) == 1 else None
+    return {(s.backend, s.server): s for s in balancer.servers(only)}
+
+
+def _why_not_serving(snapshot: ServerSnapshot) -> str:
+    if snapshot.status.startswith("UP") and snapshot.weight == 0:
+        return "weight 0"
+    return snapshot.status or snapshot.admin_state
+
+
+def _status_line(snapshot: ServerSnapshot) -> str:
+    check = " ".join(part for part in (snapshot.check_status, snapshot.check_code) if part)
+    detail = ", ".join(part for part in (snapshot.check_description, snapshot.last_check) if part)
+    line = f"HAProxy reports {snapshot.status or '?'}"
+    if check:
+        line += f", check {check}" + (f" ({detail})" if detail else "")
+    return line
+
+
+class BalancerMember:
+    """Drain, enable, put in maintenance or re-weight one server on one or several HAProxy balancers."""
+
+    def __init__(
+        self,
+        balancers: t.Sequence[RuntimeApiClient],
+        request: MemberRequest,
+        check_mode: bool = False,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        self.balancers = balancers
+        self.request = request
+        self.check_mode = check_mode
+        self.clock = clock
+        self.sleep = sleep
+        self.warnings: list[str] = []
+
+    # -- input ------------------------------------------------------------------------------------------
+
+    def validate(self) -> tuple[Weight | None, CapacityFloor | None]:
+        """Every input checked before any socket is opened; returns the parsed weight and floor."""
+        req = self.request
+        validate_name("server name", req.server)
+        validate_names("backend name", req.backends)
+        for balancer in self.balancers:
+            RuntimeApiAddress.parse(balancer.address)
+        if not self.balancers:
+            raise InvalidInputError("at least one balancer socket is needed")
+        addresses = [balancer.address for balancer in self.balancers]
+        twice = sorted({a for a in addresses if addresses.count(a) > 1})
+        if twice:
+            raise InvalidInputError(f"socket {', '.join(twice)} is given more than once", socket=twice)
+        if req.state is None and req.weight is None:
+            raise InvalidInputError("nothing to do: give a state, a weight or both")
+        if req.state is not None and req.state not in DESIRED_STATES:
+            raise InvalidInputError(f"state {req.state!r} is not one of {', '.join(DESIRED_STATES)}")
+        if req.drain_to not in DRAIN_TARGETS:
+            raise InvalidInputError(f"drain_to {req.drain_to!r} is not one of {', '.join(DRAIN_TARGETS)}")
+        for name in ("drain_timeout", "up_timeout", "capacity_timeout"):
+            if getattr(req, name) < 0:
+                raise InvalidInputError(f"{name} must not be negative, got {getattr(req, name)}")
+        if req.poll_interval <= 0:
+            raise InvalidInputError(f"poll_interval must be above 0, got {req.poll_interval}")
+        weight = Weight.parse(req.weight) if req.weight is not None else None
+        floor = CapacityFloor.parse(req.min_healthy) if req.min_healthy is not None else None
+        return weight, floor
+
+    # -- the run ----------------------------------------------------------------------------------------
+
+    def apply(self) -> dict[str, t.Any]:
+        weight, floor = self.validate()
+        for balancer in self.balancers:
+            balancer.require_admin()
+        members = self.locate(weight)
+        if floor is not None and self.request.state in ("drained", "maintenance"):
+            members = self.wait_for_capacity(members, floor, weight)
+        changed = any(member.all_commands() for member in members)
+        if not self.check_mode:
+            if self.request.state == "drained":
+                self.drain(members)
+            else:
+                self.send(members, after_drain=False)
+                if self.request.state == "enabled":
+                    self.wait_until_up(members)
+            self.poll(members)  # the state each member is left in
+            changed = changed or any(m.sessions_killed for m in members)
+        return self.result(changed, members)
+
+    def locate(self, weight: Weight | None) -> list[Member]:
+        """The server in each backend it is in (or in each asked for), with the plan for it."""
+        server, asked = self.request.server, tuple(dict.fromkeys(self.request.backends))
+        members: list[Member] = []
+        for balancer in self.balancers:
+            pools: dict[str, list[ServerSnapshot]] = {}
+            for snapshot in balancer.servers():
+                pools.setdefault(snapshot.backend, []).append(snapshot)
+            for backend in asked:
+                if backend not in pools:
+                    raise NotFoundError(
+                        f"backend {backend!r} does not exist on {balancer.address} "
+                        f"(backends with servers there: {', '.join(sorted(pools)) or 'none'})",
+                        backend=backend,
+                        socket=balancer.address,
+                    )
+            holding = [b for b in (asked or sorted(pools)) if any(s.server == server for s in pools[b])]
+            missing = [b for b in asked if b not in holding]
+            if missing or not holding:
+                where = f"backend {', '.join(missing)}" if missing else "any backend"
+                raise NotFoundError(
+                    f"server {server!r} is not in {where} on {balancer.address}",
+                    server=server,
+                    socket=balancer.address,
+                )
+            for backend in holding:
+                before = next(s for s in pools[backend] if s.server == server)
+                member = Member(balancer, backend, before, pools[backend])
+                member.commands, member.commands_after_drain = self.plan(member, weight)
+                members.append(member)
+        return members
+
+    def plan(self, member: Member, weight: Weight | None) -> tuple[list[Command], list[Command]]:
+        """The commands that take this member from where it is to the request: (now, after the drain)."""
+        req, snap = self.request, member.before
+        now: list[Command] = []
+        later: list[Command] = []
+        target_weight = None
+        if weight is not None:
+            target_weight = weight.resolve(snap.initial_weight)
+            if weight.percent and weight.value and not target_weight:
+                self.warnings.append(
+                    f"weight {weight} of {snap.server}'s configured weight {snap.initial_weight} is 0 in "
+                    f"{member.where} (HAProxy rounds down), so it takes no traffic"
+                )
+        elif req.state == "enabled":
+            target_weight = snap.initial_weight  # enabling restores the configured weight
+        if target_weight is not None and target_weight != snap.weight:
+            now.append(Command("weight", str(target_weight)))
+
+        forced_maint = bool(snap.admin_flags & ADMIN_FORCED_MAINT)
+        forced_out = bool(snap.admin_flags & (ADMIN_FORCED_MAINT | ADMIN_FORCED_DRAIN))
+        if req.state == "enabled" and forced_out:
+            now.extend(self.plan_enable(member, forced_maint))
+        elif req.state == "drained":
+            if not forced_out:
+                now.append(Command("state", "drain"))
+            if req.drain_to == "maint" and not forced_maint:
+                later.append(Command("state", "maint"))
+        elif req.state == "maintenance" and not forced_maint:
+            now.append(Command("state", "maint"))
+        return now, later
+
+    def plan_enable(self, member: Member, forced_maint: bool) -> list[Command]:
+        """Back into rotation only through HAProxy's own check, unless asked otherwise.
+
+        Leaving maintenance, HAProxy marks a server UP at once and checks it afterwards. Marking its health
+        down first makes it need ``rise`` passing checks before it takes a request. Health set while in
+        maintenance is reset on the way out, so the server goes to drain (no new traffic) first.
+        """
+        if not self.request.check_before_traffic:
+            return [Command("state", "ready")]
+        if not member.before.check_enabled:
+            self.warnings.append(
+                f"{member.before.server} has no health check in {member.where}: "
+                "it takes traffic as soon as it is ready"
+            )
+            return [Command("state", "ready")]
+        leave_maint = [Command("state", "drain")] if forced_maint else []
+        return [*leave_maint, Command("health", "down"), Command("state", "ready")]
+
+    # -- capacity ---------------------------------------------------------------------------------------
+
+    def capacity_shortfall(self, member: Member, floor: CapacityFloor) -> str | None:
+        """Why taking this member out would go below the floor, or None if it would not."""
+        if not member.takes_capacity_away():
+            return None
+        active = [s for s in member.pool if not s.backup]
+        up = [s.server for s in active if s.serving]
+        down = [f"{s.server} ({_why_not_serving(s)})" for s in active if not s.serving]
+        needed = floor.servers_needed(len(active))
+        if len(up) - 1 >= needed:
+            return None
+        return (
+            f"{member.where}: {len(up)} of {len(active)} servers UP ({', '.join(up)}); "
+            f"not UP: {', '.join(down) or 'none'}; taking {member.before.server} out would leave "
+            f"{len(up) - 1}, below min_healthy {floor} (floor {needed})"
+        )
+
+    def wait_for_capacity(
+        self, members: list[Member], floor: CapacityFloor, weight: Weight | None
+    ) -> list[Member]:
+        """Wait (not in check mode) for the floor to hold on every member; the members as last seen."""
+        deadline = self.clock() + self.request.capacity_timeout
+        while True:
+            shortfalls = [s for s in (self.capacity_shortfall(m, floor) for m in members) if s]
+            if not shortfalls:
+                return members
+            if self.check_mode or self.clock() >= deadline:
+                raise CapacityError(
+                    f"refusing to take {self.request.server} out: " + "; ".join(shortfalls),
+                    min_healthy=str(floor),
+                    waited=0 if self.check_mode else self.request.capacity_timeout,
+                    changed=False,
+                )
+            self.sleep(self.request.poll_interval)
+            members = self.locate(weight)
+
+    # -- acting -----------------------------------------------------------------------------------------
+
+    def send(self, members: list[Member], after_drain: bool) -> None:
+        for member in members:
+            commands = member.commands_after_drain if after_drain else member.commands
+            for command in commands:
+                member.balancer.set_server(
+                    member.backend, member.before.server, command.setting, command.value
+                )
+
+    def poll(self, members: list[Member]) -> float:
+        """Observe every balancer that holds one of ``members`` once; returns the time of the look."""
+        for balancer in {id(m.balancer): m.balancer for m in members}.values():
+            mine = [m for m in members if m.balancer is balancer]
+            seen = _observe(balancer, {m.backend for m in mine})
+            for member in mine:
+                member.latest = seen.get((member.backend, member.before.server), member.latest)
+        return self.clock()
+
+    def drain(self, members: list[Member]) -> None:
+        """Drain everywhere at once, then wait until no session or queued request is left anywhere."""
+        started = self.clock()
+        self.send(members, after_drain=False)
+        left = self.wait_until_idle(members, started, started + self.request.drain_timeout)
+        if left and self.request.shutdown_sessions:
+            for member in left:
+                member.sessions_killed = member.now.scur
+                member.balancer.shutdown_sessions(member.backend, member.before.server)
+            left = self.wait_until_idle(left, started, self.clock() + SHUTDOWN_GRACE)
+        if left:
+            raise TimeoutExpiredError(
+                f"{self.request.server} was set to drain but still had sessions after drain_timeout "
+                f"{self.request.drain_timeout:g}s: "
+                + "; ".join(
+                    f"{m.where}: {m.now.scur} sessions, {m.now.qcur} queued, status {m.now.status}"
+                    for m in left
+                ),
+                changed=True,
+                members=[self.describe(m) for m in members],
+            )
+        self.send(members, after_drain=True)
+
+    def wait_until_idle(self, members: list[Member], started: float, deadline: float) -> list[Member]:
+        """Poll until each member is out of rotation and idle on two polls in a row; those still busy."""
+        pending = list(members)
+        while pending:
+            now = self.poll(pending)
+            for member in list(pending):
+                if member.now.out_of_rotation and member.now.idle:
+                    member.idle_polls += 1
+                    if member.idle_polls == 1:
+                        member.idle_since = now
+                    if member.idle_polls >= IDLE_POLLS_TO_CONFIRM:
+                        member.drain_seconds = round(member.idle_since - started, 3)
+                        pending.remove(member)
+                else:
+                    member.idle_polls = 0
+            # Past the deadline, a member seen idle once still gets the poll that confirms it.
+            if not pending or (now >= deadline and not any(m.idle_polls for m in pending)):
+                break
+            self.sleep(self.request.poll_interval)
+        return pending
+
+    def wait_until_up(self, members: list[Member]) -> None:
+        """Poll until the balancers' own health checks report every member UP."""
+        started = self.clock()
+        deadline = started + self.request.up_timeout
+        pending = list(members)
+        while pending:
+            now = self.poll(pending)
+            for member in list(pending):
+                if member.now.up:
+                    member.up_seconds = round(now - started, 3)
+                    pending.remove(member)
+            if not pending:
+                return
+            if now >= deadline:
+                break
+            self.sleep(self.request.poll_interval)
+        raise HealthCheckFailedError(
+            f"{self.request.server} did not come UP within up_timeout {self.request.up_timeout:g}s: "
+            + "; ".join(f"{m.where}: {_status_line(m.now)}" for m in pending),
+            changed=any(m.commands for m in members),
+            members=[self.describe(m) for m in members],
+        )
+
+    # -- reporting --------------------------------------------------------------------------------------
+
+    def predicted(self, member: Member) -> tuple[str, str, int]:
+        """Admin state, status and weight the member ends with, from its plan (for check mode)."""
+        snap, state = member.before, member.before.admin_state
+        for command in member.all_commands():
+            if command.setting == "state":
+                state = command.value
+        weights = [int(c.value) for c in member.all_commands() if c.setting == "weight"]
+        weight = weights[-1] if weights else snap.weight
+        if not any(c.setting == "state" for c in member.all_commands()):
+            return snap.admin_state, snap.status, weight
+        status = {"ready": "UP", "drain": "DRAIN", "maint": "MAINT"}[state]
+        return state, status, weight
+
+    def describe(self, member: Member) -> dict[str, t.Any]:
+        before = member.before
+        if self.check_mode or member.latest is None:
+            admin_after, status_after, weight_after = self.predicted(member)
+        else:
+            admin_after, status_after, weight_after = (
+                member.latest.admin_state,
+                member.latest.status,
+                member.latest.weight,
+            )
+        return {
+            "balancer": member.balancer.address,
+            "backend": member.backend,
+            "server": before.server,
+            "status_before": before.status,
+            "status_after": status_after,
+            "admin_state_before": before.admin_state,
+            "admin_state_after": admin_after,
+            "weight_before": before.weight,
+            "weight_after": weight_after,
+            "sessions_at_start": before.scur,
+            "queued_at_start": before.qcur,
+            "drain_seconds": member.drain_seconds,
+            "up_seconds": member.up_seconds,
+            "sessions_killed": member.sessions_killed,
+            "commands": [c.describe(member.backend, before.server) for c in member.all_commands()],
+        }
+
+    def result(self, changed: bool, members: list[Member]) -> dict[str, t.Any]:
+        described = [self.describe(m) for m in members]
+        diff: dict[str, dict[str, t.Any]] = {"before": {}, "after": {}}
+        for member, row in zip(members, described):
+            for side in ("before", "after"):
+                diff[side][member.key] = {key: row[f"{key}_{side}"] for key in ("admin_state", "weight")}
+        return {
+            "changed": changed,
+            "server": self.request.server,
+            "state": self.request.state,
+            "members": described,
+            "diff": diff,
+            "warnings": list(dict.fromkeys(self.warnings)),  # capacity waits plan again
+        }
+
+
+class MemberReport:
+    """Every server of every backend (or those asked for) on each balancer, as plain dicts."""
+
+    def __init__(
+        self,
+        balancers: t.Sequence[RuntimeApiClient],
+        backends: t.Sequence[str] = (),
+        servers: t.Sequence[str] = (),
+    ) -> None:
+        self.balancers = balancers
+        self.backends = backends
+        self.servers = servers
+
+    def collect(self) -> list[dict[str, t.Any]]:
+        validate_names("backend name", self.backends)
+        validate_names("server name", self.servers)
+        for balancer in self.balancers:
+            RuntimeApiAddress.parse(balancer.address)
+        rows: list[dict[str, t.Any]] = []
+        for balancer in self.balancers:
+            seen = balancer.servers()
+            missing_backends = [b for b in self.backends if b not in {s.backend for s in seen}]
+            if missing_backends:
+                raise NotFoundError(
+                    f"no backend {', '.join(map(repr, missing_backends))} on {balancer.address}",
+                    socket=balancer.address,
+                    missing=missing_backends,
+                )
+            wanted = [s for s in seen if not self.backends or s.backend in self.backends]
+            missing_servers = [n for n in self.servers if n not in {s.server for s in wanted}]
+            if missing_servers:
+                raise NotFoundError(
+                    f"no server {', '.join(map(repr, missing_servers))} in "
+                    f"{'backend ' + ', '.join(self.backends) if self.backends else 'any backend'} "
+                    f"on {balancer.address}",
+                    socket=balancer.address,
+                    missing=missing_servers,
+                )
+            rows.extend(
+                {"balancer": balancer.address, **s.as_dict()}
+                for s in wanted
+                if not self.servers or s.server in self.servers
+            )
+        return rows

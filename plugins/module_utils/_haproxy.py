@@ -1,0 +1,451 @@
+# Private to this collection: not a public API, may change without notice.
+"""A typed client for HAProxy's runtime API (the "stats socket"), over a unix socket or TCP.
+
+One connection per command, in HAProxy's non-interactive mode: send the command and a newline, read until
+HAProxy closes. Every name is validated before a socket is opened, and a command is refused if it could be
+split into several (``;``, newline), so nothing unintended is ever written to the socket.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import socket
+import typing as t
+from dataclasses import asdict, dataclass
+
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
+    ConnectionFailedError,
+    FleetRolloutError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._validate import (
+    describe_character,
+    validate_name,
+)
+
+AdminCommand = t.Literal["ready", "drain", "maint"]
+HealthCommand = t.Literal["up", "stopping", "down"]
+
+# srv_admin_state bits of `show servers state` (HAProxy include/haproxy/server-t.h).
+ADMIN_FORCED_MAINT = 0x01
+ADMIN_INHERITED_MAINT = 0x02
+ADMIN_CONFIG_MAINT = 0x04
+ADMIN_FORCED_DRAIN = 0x08
+ADMIN_INHERITED_DRAIN = 0x10
+ADMIN_RESOLUTION_MAINT = 0x20
+# HAProxy's own SRV_ADMF_MAINT mask: CONFIG_MAINT only remembers a 'disabled' keyword and comes with FORCED.
+ADMIN_ANY_MAINT = ADMIN_FORCED_MAINT | ADMIN_INHERITED_MAINT | ADMIN_RESOLUTION_MAINT
+ADMIN_ANY_DRAIN = ADMIN_FORCED_DRAIN | ADMIN_INHERITED_DRAIN
+
+# srv_op_state of `show servers state`.
+OP_STOPPED = 0
+OP_STARTING = 1
+OP_RUNNING = 2
+OP_STOPPING = 3
+
+# srv_check_state bit: a health check is configured and running (paused while in maintenance).
+CHECK_ENABLED = 0x04
+
+MAX_WEIGHT = 256
+SERVER_SETTINGS: dict[str, tuple[str, ...]] = {
+    "state": ("ready", "drain", "maint"),
+    "health": ("up", "stopping", "down"),
+}
+CLI_LEVELS = ("user", "operator", "admin")
+_NOT_FOUND_ANSWERS = ("No such server", "No such backend", "Can't find backend", "No such proxy")
+_UNSAFE_IN_COMMAND = re.compile(r"[\x00-\x1f\x7f;#]")
+
+
+class RuntimeApiError(FleetRolloutError):
+    """HAProxy answered a command with an error this client has no more specific type for."""
+
+
+@dataclass(frozen=True)
+class RuntimeApiAddress:
+    """Where a runtime API listens: ``/path/to/admin.sock``, ``unix:///path`` or ``tcp://host:port``."""
+
+    text: str
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @classmethod
+    def parse(cls, text: t.Any) -> RuntimeApiAddress:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError(f"socket must be a path or tcp://host:port, got {text!r}", socket=text)
+        bad = next((char for char in text if ord(char) < 32 or ord(char) == 127), None)
+        if bad is not None:
+            raise InvalidInputError(
+                f"socket {text!r} is refused: it contains {describe_character(bad)}", socket=text
+            )
+        if text.startswith("tcp://"):
+            host, sep, port = text[len("tcp://") :].rpartition(":")
+            host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise InvalidInputError(f"socket {text!r} is not of the form tcp://host:port", socket=text)
+            return cls(text, host=host, port=int(port))
+        path = text[len("unix://") :] if text.startswith("unix://") else text
+        if "://" in path or not path:
+            raise InvalidInputError(
+                f"socket {text!r} is neither a unix socket path nor tcp://host:port", socket=text
+            )
+        return cls(text, path=path)
+
+    def connect(self, timeout: float) -> socket.socket:
+        """An open connection; ConnectionFailedError/PermissionDeniedError name the address."""
+        try:
+            if self.path:
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.settimeout(timeout)
+                try:
+                    conn.connect(self.path)
+                except OSError:
+                    conn.close()
+                    raise
+                return conn
+            return socket.create_connection((self.host, self.port), timeout=timeout)
+        except PermissionError as error:
+            raise PermissionDeniedError(
+                f"no permission to open the HAProxy runtime API socket {self.text}: {error.strerror}",
+                socket=self.text,
+            ) from error
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
+            raise ConnectionFailedError(
+                f"cannot reach the HAProxy runtime API at {self.text}: {reason}", socket=self.text
+            ) from error
+
+
+def _int(value: str | None) -> int:
+    """HAProxy leaves a counter empty when it does not apply; that reads as 0."""
+    return int(value) if value and value.lstrip("-").isdigit() else 0
+
+
+@dataclass(frozen=True)
+class ServerStat:
+    """One server row of ``show stat`` (the counters and the human status)."""
+
+    backend: str
+    server: str
+    status: str
+    weight: int
+    scur: int
+    qcur: int
+    check_status: str
+    check_code: str
+    check_duration_ms: int | None
+    check_description: str
+    last_check: str
+    hrsp_5xx: int
+    backup: bool
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> ServerStat:
+        duration = row.get("check_duration") or ""
+        return cls(
+            backend=row["pxname"],
+            server=row["svname"],
+            status=row.get("status", ""),
+            weight=_int(row.get("weight")),
+            scur=_int(row.get("scur")),
+            qcur=_int(row.get("qcur")),
+            # "* L7OK" means a check is running right now; the result is the part after the star.
+            check_status=(row.get("check_status") or "").lstrip("* "),
+            check_code=row.get("check_code") or "",
+            check_duration_ms=int(duration) if duration.isdigit() else None,
+            check_description=row.get("check_desc") or "",
+            last_check=row.get("last_chk") or "",
+            hrsp_5xx=_int(row.get("hrsp_5xx")),
+            backup=row.get("bck") == "1",
+        )
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """One row of ``show servers state`` (the admin and operational state, the weights)."""
+
+    backend: str
+    server: str
+    address: str
+    port: int
+    op_state: int
+    admin_flags: int
+    weight: int
+    initial_weight: int
+    check_health: int
+    check_state: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> ServerState:
+        return cls(
+            backend=row["be_name"],
+            server=row["srv_name"],
+            address=row.get("srv_addr", ""),
+            port=_int(row.get("srv_port")),
+            op_state=_int(row.get("srv_op_state")),
+            admin_flags=_int(row.get("srv_admin_state")),
+            weight=_int(row.get("srv_uweight")),
+            initial_weight=_int(row.get("srv_iweight")),
+            check_health=_int(row.get("srv_check_health")),
+            check_state=_int(row.get("srv_check_state")),
+        )
+
+
+@dataclass(frozen=True)
+class ServerSnapshot:
+    """A server as one balancer sees it at one moment: ``show servers state`` joined with ``show stat``."""
+
+    backend: str
+    server: str
+    address: str
+    status: str
+    admin_state: str
+    op_state: int
+    admin_flags: int
+    weight: int
+    initial_weight: int
+    scur: int
+    qcur: int
+    check_enabled: bool
+    check_status: str
+    check_code: str
+    check_duration_ms: int | None
+    check_description: str
+    last_check: str
+    hrsp_5xx: int
+    backup: bool
+
+    @classmethod
+    def join(cls, state: ServerState, stat: ServerStat) -> ServerSnapshot:
+        if state.admin_flags & ADMIN_ANY_MAINT:
+            admin_state = "maint"
+        elif state.admin_flags & ADMIN_ANY_DRAIN:
+            admin_state = "drain"
+        else:
+            admin_state = "ready"
+        return cls(
+            backend=state.backend,
+            server=state.server,
+            address=f"{state.address}:{state.port}" if state.port else state.address,
+            status=stat.status,
+            admin_state=admin_state,
+            op_state=state.op_state,
+            admin_flags=state.admin_flags,
+            weight=state.weight,
+            initial_weight=state.initial_weight,
+            scur=stat.scur,
+            qcur=stat.qcur,
+            # Maintenance pauses checks but keeps them enabled, so the bit tells whether one is configured.
+            check_enabled=bool(state.check_state & CHECK_ENABLED),
+            check_status=stat.check_status,
+            check_code=stat.check_code,
+            check_duration_ms=stat.check_duration_ms,
+            check_description=stat.check_description,
+            last_check=stat.last_check,
+            hrsp_5xx=stat.hrsp_5xx,
+            backup=stat.backup,
+        )
+
+    @property
+    def out_of_rotation(self) -> bool:
+        """Drained or in maintenance by someone's order (ours or inherited), whatever its health."""
+        return self.admin_state != "ready"
+
+    @property
+    def idle(self) -> bool:
+        return self.scur == 0 and self.qcur == 0
+
+    @property
+    def serving(self) -> bool:
+        """Takes new requests: ready, operationally up (checks passing or none), weight above zero."""
+        return not self.out_of_rotation and self.op_state in (OP_STARTING, OP_RUNNING) and self.weight > 0
+
+    @property
+    def up(self) -> bool:
+        """UP by the balancer's own health check: plain "UP", not "UP 1/2" (failing) nor "DOWN 1/2"."""
+        if self.out_of_rotation or self.op_state != OP_RUNNING:
+            return False
+        return self.status == "UP" or not self.check_enabled
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Weight:
+    """A weight as asked: absolute (0-256) or a percentage of the server's configured weight."""
+
+    value: int
+    percent: bool
+
+    @classmethod
+    def parse(cls, raw: t.Any) -> Weight:
+        text = str(raw).strip() if isinstance(raw, (int, str)) and not isinstance(raw, bool) else ""
+        percent = text.endswith("%")
+        digits = text[:-1].strip() if percent else text
+        if not digits.isdigit():
+            raise InvalidInputError(
+                f"weight {raw!r} is neither a number from 0 to {MAX_WEIGHT} nor a percentage like '25%'",
+                weight=str(raw),
+            )
+        value = int(digits)
+        if not percent and value > MAX_WEIGHT:
+            raise InvalidInputError(
+                f"weight {raw!r} is above HAProxy's maximum {MAX_WEIGHT}", weight=str(raw)
+            )
+        return cls(value, percent)
+
+    def resolve(self, initial_weight: int) -> int:
+        """The absolute weight HAProxy ends up with (it computes percentages the same way, rounding down)."""
+        if not self.percent:
+            return self.value
+        return min(MAX_WEIGHT, initial_weight * self.value // 100)
+
+    def __str__(self) -> str:
+        return f"{self.value}%" if self.percent else str(self.value)
+
+
+def _server_ref(backend: str, server: str) -> str:
+    return f"{validate_name('backend name', backend)}/{validate_name('server name', server)}"
+
+
+class RuntimeApiClient:
+    """Commands and typed answers of one HAProxy runtime API."""
+
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
+        self.address = address
+        self.timeout = timeout
+
+    def execute(self, command: str) -> str:
+        """Send one command and return HAProxy's whole answer.
+
+        A command that HAProxy would split or cut (``;``, ``#``, newline, control characters) is refused
+        before the socket is opened.
+        """
+        bad = _UNSAFE_IN_COMMAND.search(command)
+        if bad or not command.strip():
+            what = describe_character(bad.group()) if bad else "nothing"
+            raise InvalidInputError(f"runtime API command {command!r} is refused: it contains {what}")
+        target = RuntimeApiAddress.parse(self.address)
+        conn = target.connect(self.timeout)
+        try:
+            conn.sendall(command.encode("utf-8") + b"\n")
+            chunks = []
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
+            raise ConnectionFailedError(
+                f"HAProxy runtime API at {self.address} stopped answering {command!r}: {reason}",
+                socket=self.address,
+            ) from error
+        finally:
+            conn.close()
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def _fail(self, command: str, answer: str) -> t.NoReturn:
+        text = answer.strip()
+        details = {"socket": self.address, "command": command, "answer": text}
+        if text.startswith("Permission denied"):
+            raise PermissionDeniedError(
+                f"HAProxy at {self.address} refused {command!r}: Permission denied "
+                "(the socket needs 'level admin')",
+                **details,
+            )
+        if text.startswith(_NOT_FOUND_ANSWERS):
+            raise NotFoundError(f"HAProxy at {self.address} answered {command!r} with: {text}", **details)
+        raise RuntimeApiError(f"HAProxy at {self.address} rejected {command!r}: {text}", **details)
+
+    def _execute_silent(self, command: str) -> None:
+        """A command that answers nothing on success (the set commands)."""
+        answer = self.execute(command)
+        if answer.strip():
+            self._fail(command, answer)
+
+    def cli_level(self) -> str:
+        """The privilege level of this socket: "user", "operator" or "admin"."""
+        answer = self.execute("show cli level").strip()
+        if answer not in CLI_LEVELS:
+            self._fail("show cli level", answer)
+        return answer
+
+    def require_admin(self) -> None:
+        """Fail clearly, before any change, when this socket cannot change server state.
+
+        An HAProxy too old to know ``show cli level`` is let through: its set commands answer
+        "Permission denied", which raises the same error.
+        """
+        try:
+            level = self.cli_level()
+        except RuntimeApiError as error:
+            if str(error.details.get("answer", "")).startswith("Unknown command"):
+                return
+            raise
+        if level != "admin":
+            raise PermissionDeniedError(
+                f"HAProxy runtime API socket {self.address} is at level {level!r}; "
+                "changing server state needs 'level admin' on its 'stats socket' line",
+                socket=self.address,
+                level=level,
+            )
+
+    def show_stat(self, backend: str | None = None) -> list[ServerStat]:
+        """Server rows of ``show stat``, of one backend or all."""
+        scope = validate_name("backend name", backend) if backend is not None else "-1"
+        command = f"show stat {scope} 4 -1"  # type 4: servers only
+        answer = self.execute(command)
+        if not answer.startswith("# "):
+            self._fail(command, answer)
+        rows = csv.DictReader(answer[2:].splitlines())
+        return [ServerStat.from_row(row) for row in rows if row.get("svname")]
+
+    def show_servers_state(self, backend: str | None = None) -> list[ServerState]:
+        """Rows of ``show servers state``, of one backend or all."""
+        command = "show servers state"
+        if backend is not None:
+            command += " " + validate_name("backend name", backend)
+        answer = self.execute(command)
+        lines = answer.splitlines()
+        # First line: the format version ("1"); second: "# " and the column names.
+        if len(lines) < 2 or not lines[1].startswith("# "):
+            self._fail(command, answer)
+        columns = lines[1][2:].split()
+        rows = [line.split() for line in lines[2:] if line.strip()]
+        return [ServerState.from_row(dict(zip(columns, row))) for row in rows]
+
+    def servers(self, backend: str | None = None) -> list[ServerSnapshot]:
+        """Every server (of one backend or all) with state and counters joined."""
+        states = self.show_servers_state(backend)
+        stats = {(row.backend, row.server): row for row in self.show_stat(backend)}
+        return [
+            ServerSnapshot.join(state, stats[(state.backend, state.server)])
+            for state in states
+            if (state.backend, state.server) in stats
+        ]
+
+    def set_server(self, backend: str, server: str, setting: str, value: str) -> None:
+        """``set server <backend>/<server> <setting> <value>`` for state, health or weight."""
+        if setting == "weight":
+            value = str(Weight.parse(value))
+        elif value not in SERVER_SETTINGS.get(setting, ()):
+            raise InvalidInputError(f"cannot set server {setting} to {value!r}", setting=setting, value=value)
+        self._execute_silent(f"set server {_server_ref(backend, server)} {setting} {value}")
+
+    def set_server_state(self, backend: str, server: str, state: AdminCommand) -> None:
+        self.set_server(backend, server, "state", state)
+
+    def set_server_health(self, backend: str, server: str, health: HealthCommand) -> None:
+        self.set_server(backend, server, "health", health)
+
+    def set_server_weight(self, backend: str, server: str, weight: Weight) -> None:
+        self.set_server(backend, server, "weight", str(weight))
+
+    def shutdown_sessions(self, backend: str, server: str) -> None:
+        """Kill every session still open on the server (clients see them cut)."""
+        self._execute_silent(f"shutdown sessions server {_server_ref(backend, server)}")

@@ -1,0 +1,76 @@
+# Private to this collection: not a public API, may change without notice.
+"""The task interfaces of lb_member and lb_member_info: argument specs and runners.
+
+The modules and their controller-side action plugins both use these, so a task behaves the same
+whether it runs on the target or inside the controller.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from ansible_collections.fleet.rollout.plugins.module_utils._balancer import (
+    BalancerMember,
+    MemberReport,
+    MemberRequest,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import RuntimeApiClient
+
+MEMBER_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    "socket": {"type": "list", "elements": "str", "required": True},
+    "server": {"type": "str", "required": True},
+    "backends": {"type": "list", "elements": "str"},
+    "state": {"type": "str", "choices": ["enabled", "drained", "maintenance"]},
+    "weight": {"type": "raw"},
+    "drain_to": {"type": "str", "choices": ["drain", "maint"], "default": "drain"},
+    "drain_timeout": {"type": "float", "default": 60},
+    "shutdown_sessions": {"type": "bool", "default": False},
+    "up_timeout": {"type": "float", "default": 60},
+    "check_before_traffic": {"type": "bool", "default": True},
+    "min_healthy": {"type": "raw"},
+    "capacity_timeout": {"type": "float", "default": 60},
+    "timeout": {"type": "float", "default": 5},
+    "poll_interval": {"type": "float", "default": 0.2},
+}
+MEMBER_SPEC_CONSTRAINTS: dict[str, t.Any] = {"required_one_of": [("state", "weight")]}
+
+INFO_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    "socket": {"type": "list", "elements": "str", "required": True},
+    "backends": {"type": "list", "elements": "str"},
+    "servers": {"type": "list", "elements": "str"},
+    "timeout": {"type": "float", "default": 5},
+}
+
+
+def clients(params: dict[str, t.Any]) -> list[RuntimeApiClient]:
+    return [RuntimeApiClient(address, timeout=params["timeout"]) for address in params["socket"]]
+
+
+def apply_member(params: dict[str, t.Any], check_mode: bool, diff: bool) -> dict[str, t.Any]:
+    """lb_member: bring one server to the requested state on every balancer and confirm it."""
+    request = MemberRequest(
+        server=params["server"],
+        state=params["state"],
+        backends=tuple(params["backends"] or ()),
+        weight=params["weight"],
+        drain_timeout=params["drain_timeout"],
+        drain_to=params["drain_to"],
+        shutdown_sessions=params["shutdown_sessions"],
+        up_timeout=params["up_timeout"],
+        check_before_traffic=params["check_before_traffic"],
+        min_healthy=params["min_healthy"],
+        capacity_timeout=params["capacity_timeout"],
+        poll_interval=params["poll_interval"],
+    )
+    result = BalancerMember(clients(params), request, check_mode=check_mode).apply()
+    if not diff:
+        result.pop("diff", None)
+    return result
+
+
+def report_members(
+    params: dict[str, t.Any], check_mode: bool = False, diff: bool = False
+) -> dict[str, t.Any]:
+    """lb_member_info: every server of every (or the given) backend, as each balancer sees it."""
+    servers = MemberReport(clients(params), params["backends"] or (), params["servers"] or ()).collect()
+    return {"changed": False, "servers": servers}

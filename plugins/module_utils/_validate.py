@@ -1,0 +1,50 @@
+# Private to this collection: not a public API, may change without notice.
+"""Names that end up inside a runtime-API command or a shell line, checked before any I/O.
+
+HAProxy itself accepts only letters, digits and ``-_.:`` in proxy and server names, so anything else
+(whitespace, ``;`` that would chain a second command, ``#``, control characters, ``/`` that would move the
+``backend/server`` split) can only be a mistake or an injection, and is refused with the value named.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import InvalidInputError
+
+HAPROXY_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+ALLOWED_CHARACTERS = "letters, digits, '-', '_', '.' and ':'"
+
+
+def describe_character(char: str) -> str:
+    """Say which character is wrong in a way that stays readable when it is invisible."""
+    if char.isspace():
+        return f"whitespace ({char!r})"
+    if ord(char) < 32 or ord(char) == 127:
+        return f"a control character ({char!r})"
+    return repr(char)
+
+
+def validate_name(kind: str, value: t.Any) -> str:
+    """Return ``value`` if it is a valid HAProxy name, else raise InvalidInputError naming it.
+
+    ``kind`` says what the value is ("server name", "backend name") for the message.
+    """
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{kind} must be a string, got {value!r}", invalid_name=repr(value))
+    if not value:
+        raise InvalidInputError(f"{kind} must not be empty", invalid_name=value)
+    if HAPROXY_NAME.fullmatch(value):
+        return value
+    bad = next(char for char in value if not HAPROXY_NAME.fullmatch(char))
+    raise InvalidInputError(
+        f"{kind} {value!r} is refused: it contains {describe_character(bad)}; "
+        f"HAProxy names allow only {ALLOWED_CHARACTERS}",
+        invalid_name=value,
+    )
+
+
+def validate_names(kind: str, values: t.Iterable[t.Any]) -> list[str]:
+    """validate_name over a list, in order, so the first bad value is the one reported."""
+    return [validate_name(kind, value) for value in values]

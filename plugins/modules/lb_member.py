@@ -1,0 +1,281 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Drain, enable, put in maintenance or re-weight one server on one or several HAProxy balancers."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: lb_member
+short_description: Drain and confirm, or enable and confirm, a server behind HAProxy
+version_added: 1.0.0
+description:
+  - Changes one server's state or weight through HAProxy's runtime API (the C(stats socket)), over a
+    unix socket or TCP, on one or several balancers, in every backend that holds the server (or in the
+    given O(backends)), and confirms the result by polling HAProxy every O(poll_interval) seconds.
+  - O(state=drained) sets the server to drain, then waits until on every balancer it is out of
+    rotation with no current session (C(scur)) and no queued request (C(qcur)) on two polls in a row.
+  - O(state=enabled) sets the server ready (restoring its configured weight unless O(weight) is given),
+    then waits until the balancer's own health check reports it UP. By default the server takes traffic
+    only after that check has passed (see O(check_before_traffic)).
+  - O(state=maintenance) takes the server out at once, without waiting for its sessions.
+  - A capacity floor (O(min_healthy)) refuses to take a server out when too few others are UP.
+  - Every name is validated before any socket is opened, and the socket must be at C(level admin).
+  - The decision whether something changes is made from one observation before acting, so a second
+    identical run reports no change.
+author:
+  - fleet.rollout developers (!UNKNOWN)
+attributes:
+  check_mode:
+    support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
+  diff_mode:
+    support: full
+    description:
+      Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  platform:
+    support: full
+    platforms: posix
+    description: Target OS/families that can be operated against.
+options:
+  socket:
+    description:
+      - HAProxy runtime API of each balancer, a unix socket path or V(tcp://host:port).
+      - Several balancers are drained (or enabled) at the same time and all of them are confirmed.
+      - The socket must be declared with C(level admin).
+    type: list
+    elements: str
+    required: true
+  server:
+    description:
+      - Name of the server in the HAProxy configuration (C(server <name> ...)).
+      - Only letters, digits, V(-), V(_), V(.) and V(:) are accepted, as in HAProxy itself.
+    type: str
+    required: true
+  backends:
+    description:
+      - Backends in which to act. Each must exist and hold O(server).
+      - When omitted, every backend of each balancer that holds O(server) is acted on.
+    type: list
+    elements: str
+  state:
+    description:
+      - V(drained) takes the server out of rotation and waits until it has no session left.
+      - V(enabled) puts it back into rotation and waits until HAProxy's health check reports it UP.
+      - V(maintenance) puts it in maintenance at once, without waiting for its sessions.
+      - When omitted, only O(weight) is applied.
+    type: str
+    choices: [enabled, drained, maintenance]
+  weight:
+    description:
+      - Weight to set, a number from V(0) to V(256) or a percentage of the server's configured weight
+        such as V(25%) (HAProxy rounds down, so give servers a large configured weight for fine shares).
+      - With O(state=enabled) and no O(weight), the configured weight is restored.
+    type: raw
+  drain_to:
+    description:
+      - State the server is left in once drained. V(maint) also stops HAProxy's health checks of it.
+    type: str
+    choices: [drain, maint]
+    default: drain
+  drain_timeout:
+    description:
+      - Seconds to wait for the sessions of a draining server to finish.
+      - After that the module fails, unless O(shutdown_sessions) is set.
+    type: float
+    default: 60
+  shutdown_sessions:
+    description:
+      - When the drain times out, kill the sessions that are left and report how many, instead of failing.
+    type: bool
+    default: false
+  up_timeout:
+    description:
+      - Seconds to wait, after enabling, for HAProxy's own health check to report the server UP.
+      - The check needs C(rise) successful checks at C(inter) interval, so allow at least that.
+    type: float
+    default: 60
+  check_before_traffic:
+    description:
+      - HAProxy puts a server that leaves drain or maintenance straight back into rotation and checks it
+        afterwards. When V(true), the server's health is marked down before it is set ready, so it takes
+        a request only after C(rise) health checks have passed. A broken server never sees a user request.
+      - Has no effect on a server without a health check (a warning says so).
+    type: bool
+    default: true
+  min_healthy:
+    description:
+      - Capacity floor for O(state=drained) and O(state=maintenance), a number of servers or a
+        percentage (rounded up) of the backend's active servers, down ones included.
+      - Before taking the server out, the servers that are UP, ready and of non-zero weight are counted
+        (backup servers are not). If taking this one out would leave fewer than the floor, the module
+        waits up to O(capacity_timeout) for others to return, then fails without changing anything.
+      - Does not apply when the server is already not UP.
+    type: raw
+  capacity_timeout:
+    description:
+      - Seconds to wait for O(min_healthy) to be met. In check mode the floor is checked once.
+    type: float
+    default: 60
+  timeout:
+    description:
+      - Connect and read timeout, in seconds, of each runtime API command.
+    type: float
+    default: 5
+  poll_interval:
+    description:
+      - Seconds between two observations while waiting for a drain, a health check or capacity.
+    type: float
+    default: 0.2
+notes:
+  - A server whose status is DOWN while it drains (its application died) counts as drained once it has
+    no session left; its status never reads DRAIN.
+seealso:
+  - module: fleet.rollout.lb_member_info
+"""
+
+EXAMPLES = r"""
+- name: Drain app01 from every backend of the balancer, keeping 75% of the pool UP
+  fleet.rollout.lb_member:
+    socket: /run/haproxy/admin.sock
+    server: app01
+    state: drained
+    min_healthy: 75%
+    drain_timeout: 120
+
+- name: Drain app01 on two balancers at once, kill what is left after 30 s and leave it in maintenance
+  fleet.rollout.lb_member:
+    socket:
+      - /run/haproxy/admin.sock
+      - tcp://127.0.0.1:9999
+    server: app01
+    backends: [app]
+    state: drained
+    drain_timeout: 30
+    shutdown_sessions: true
+    drain_to: maint
+
+- name: Enable app01 again; it takes traffic only once HAProxy's own check passes
+  fleet.rollout.lb_member:
+    socket: /run/haproxy/admin.sock
+    server: app01
+    state: enabled
+    up_timeout: 30
+  register: enabled
+
+- name: Show how long the server took to come UP on each balancer
+  ansible.builtin.debug:
+    msg: "{{ enabled.members | map(attribute='up_seconds') | list }}"
+
+- name: Give the canary a tenth of its configured weight
+  fleet.rollout.lb_member:
+    socket: /run/haproxy/admin.sock
+    server: app01
+    weight: 10%
+"""
+
+RETURN = r"""
+members:
+  description: The server in each backend of each balancer acted on.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    balancer:
+      description: The O(socket) of the balancer.
+      type: str
+      sample: /run/haproxy/admin.sock
+    backend:
+      description: Backend name.
+      type: str
+      sample: app
+    server:
+      description: Server name.
+      type: str
+      sample: app01
+    status_before:
+      description:
+        Status as HAProxy's statistics reported it before the run (V(UP), V(DOWN 1/2), V(DRAIN), V(MAINT),
+        ...).
+      type: str
+      sample: UP
+    status_after:
+      description: Status at the end of the run (predicted in check mode).
+      type: str
+      sample: DRAIN
+    admin_state_before:
+      description: V(ready), V(drain) or V(maint) before the run.
+      type: str
+      sample: ready
+    admin_state_after:
+      description: V(ready), V(drain) or V(maint) at the end of the run (predicted in check mode).
+      type: str
+      sample: drain
+    weight_before:
+      description: Weight before the run.
+      type: int
+      sample: 100
+    weight_after:
+      description: Weight at the end of the run (predicted in check mode).
+      type: int
+      sample: 100
+    sessions_at_start:
+      description: Current sessions (C(scur)) when the run started.
+      type: int
+      sample: 3
+    queued_at_start:
+      description: Queued requests (C(qcur)) when the run started.
+      type: int
+      sample: 0
+    drain_seconds:
+      description:
+        Seconds from the drain order to the first poll that found no session left; null unless drained.
+      type: float
+      sample: 2.41
+    up_seconds:
+      description: Seconds from the enable order to the poll that found the server UP; null unless enabled.
+      type: float
+      sample: 0.62
+    sessions_killed:
+      description: Sessions killed after O(drain_timeout) when O(shutdown_sessions=true); null if none were.
+      type: int
+      sample: 2
+    commands:
+      description: The runtime API commands sent (or, in check mode, that would be sent).
+      type: list
+      elements: str
+      sample: ["set server app/app01 state drain"]
+server:
+  description: The server acted on.
+  returned: success
+  type: str
+  sample: app01
+state:
+  description: The state asked for.
+  returned: success
+  type: str
+  sample: drained
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
+from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import (
+    MEMBER_ARGUMENT_SPEC,
+    MEMBER_SPEC_CONSTRAINTS,
+    apply_member,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=MEMBER_ARGUMENT_SPEC, supports_check_mode=True, **MEMBER_SPEC_CONSTRAINTS
+    )
+    try:
+        result = apply_member(module.params, module.check_mode, module._diff)
+    except FleetRolloutError as error:
+        module.fail_json(msg=error.message, **error.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

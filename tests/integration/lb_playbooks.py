@@ -1,0 +1,134 @@
+"""Playbooks for the lb_member tests: each module call is registered and written to a JSON file."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.fleet import Lab
+from tests.support import PlaybookRun, run_playbook
+
+
+def empty_config(directory: Path) -> Path:
+    """An empty ansible.cfg: ansible-core 2.19 refuses ANSIBLE_CONFIG=/dev/null (no .cfg extension)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "ansible.cfg"
+    config.write_text("")
+    return config
+
+
+def servers_state(lab: Lab, balancer: str = "lb1") -> dict[str, tuple[str, ...]]:
+    """`show servers state app` per server, without the column that counts seconds."""
+    lines = lab.runtime(balancer, "show servers state app").splitlines()
+    columns = lines[1].lstrip("# ").split()
+    rows = [dict(zip(columns, line.split(), strict=True)) for line in lines[2:] if line.strip()]
+    keep = ("srv_op_state", "srv_admin_state", "srv_uweight", "srv_iweight")
+    return {row["srv_name"]: tuple(row[k] for k in keep) for row in rows}
+
+
+def stat(lab: Lab, server: str, balancer: str = "lb1") -> dict[str, str]:
+    text = lab.runtime(balancer, "show stat app 4 -1")
+    header, *rows = [line for line in text.splitlines() if line.strip()]
+    columns = header.lstrip("# ").split(",")
+    parsed = [dict(zip(columns, row.split(","), strict=False)) for row in rows]
+    return next(row for row in parsed if row["svname"] == server)
+
+
+def wait_for_status(lab: Lab, server: str, wanted: str, balancer: str = "lb1", deadline: float = 10) -> None:
+    end = time.monotonic() + deadline
+    while (status := stat(lab, server, balancer)["status"]) != wanted:
+        assert time.monotonic() < end, f"{server} stayed {status}, wanted {wanted}"
+        time.sleep(0.05)
+
+
+class Watch:
+    """A thread that polls the balancer every 10 ms and notes the wall-clock time a condition first holds:
+    an observer independent of the module, to compare its reported timings with."""
+
+    def __init__(self, lab: Lab, condition: Callable[[Lab], bool]) -> None:
+        self.lab = lab
+        self.condition = condition
+        self.seen_at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.seen_at is None:
+            if self.condition(self.lab):
+                self.seen_at = time.time()
+            time.sleep(0.01)
+
+
+class Playbook:
+    """One play; ``call`` adds a module task whose result lands in ``results[name]`` (on localhost) or
+    ``results["name@host"]`` (on the lab's hosts)."""
+
+    def __init__(self, directory: Path, lab: Lab | None = None, hosts: str = "localhost") -> None:
+        self.directory = directory
+        self.lab = lab
+        self.hosts = hosts
+        self.tasks: list[dict[str, Any]] = []
+
+    def call(self, name: str, module: str, **args: Any) -> Playbook:
+        self.tasks += [
+            {"name": name, module: args, "register": "result", "ignore_errors": True},
+            self._record(name, "result"),
+        ]
+        return self
+
+    def stamp(self, name: str) -> Playbook:
+        """Record the controller's wall clock at this point of the play."""
+        self.tasks += [
+            {"name": name, "ansible.builtin.set_fact": {"stamp": "{{ now().timestamp() }}"}},
+            self._record(name, "stamp"),
+        ]
+        return self
+
+    def _record(self, name: str, variable: str) -> dict[str, Any]:
+        return {
+            "name": f"record {name}",
+            "ansible.builtin.copy": {
+                "content": f"{{{{ {variable} | to_json }}}}",
+                "dest": f"{self.directory}/{name}@{{{{ inventory_hostname }}}}.json",
+                "mode": "0600",
+            },
+            "check_mode": False,
+            "changed_when": False,
+        }
+
+    def local_inventory(self) -> Path:
+        inventory = self.directory / "inventory.ini"
+        inventory.write_text(
+            f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        )
+        return inventory
+
+    def run(self, *args: str) -> tuple[PlaybookRun, dict[str, Any]]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for old in self.directory.glob("*@*.json"):
+            old.unlink()
+        path = self.directory / "playbook.yml"
+        play = {"name": "lb_member test", "hosts": self.hosts, "gather_facts": False, "tasks": self.tasks}
+        path.write_text(yaml.safe_dump([play], sort_keys=False))
+        inventory = self.lab.inventory if self.lab else self.local_inventory()
+        done = run_playbook(path, inventory, *args, ANSIBLE_CONFIG=str(empty_config(self.directory)))
+        results = {}
+        for recorded in self.directory.glob("*@*.json"):
+            name, _, host = recorded.stem.partition("@")
+            results[name if host == "localhost" else f"{name}@{host}"] = json.loads(recorded.read_text())
+        return done, results

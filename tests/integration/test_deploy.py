@@ -1,0 +1,94 @@
+"""The deploy playbook end to end on the lab, with traffic flowing through HAProxy the whole time."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.fleet import Lab
+from lab.haproxy import show_stat
+from lab.traffic import Traffic
+from tests.support import PlaybookRun, run_playbook
+
+RATE = 100.0
+
+
+def deploy(lab: Lab, version: str, *extra: str, **behaviour: object) -> PlaybookRun:
+    artifact = lab.build(version, **behaviour)
+    return run_playbook(
+        Path("fleet.rollout.deploy"),
+        lab.inventory,
+        "-e",
+        f"deploy_version={version}",
+        "-e",
+        f"deploy_artifact={artifact}",
+        *extra,
+    )
+
+
+def deploy_under_traffic(lab: Lab, version: str, **behaviour: object) -> tuple[PlaybookRun, Traffic]:
+    traffic = Traffic(lab.frontend_url, rate=RATE, seconds=600).start()
+    try:
+        time.sleep(0.5)  # traffic is flowing before the rollout starts
+        run = deploy(lab, version, **behaviour)
+        time.sleep(0.5)
+    finally:
+        result = traffic.stop()
+    assert result.sent > 0
+    return run, traffic
+
+
+def servers_status(lab: Lab) -> dict[str, str]:
+    return {row["svname"]: row["status"] for row in show_stat(lab.balancers[0].socket)}
+
+
+@pytest.mark.lab(hosts=10)
+def test_ten_hosts_move_to_v2_under_load_without_a_failed_request(lab: Lab) -> None:
+    run, traffic = deploy_under_traffic(lab, "v2")
+    result = traffic.wait()
+    assert run.rc == 0, run.stdout[-4000:]
+    assert result.failed == 0, result.failures()[:5]
+    assert result.sent >= RATE * 5
+    assert {h.current_release() for h in lab.hosts} == {"v2"}
+    assert set(servers_status(lab).values()) == {"UP"}
+    for host in lab.hosts:
+        assert sorted(p.name for p in (host.root / "releases").iterdir() if not p.name.startswith(".")) == [
+            "v1",
+            "v2",
+        ]
+    assert {v for v in result.versions()} == {"v1", "v2"}
+    # the last seconds of traffic were all answered by v2
+    tail = [r for r in result.records if r.t > result.records[-1].t - 0.4]
+    assert {r.version for r in tail} == {"v2"}
+
+    again_started = time.monotonic()
+    again = deploy(lab, "v2")
+    again_took = time.monotonic() - again_started
+    assert again.rc == 0, again.stdout[-3000:]
+    assert all(again.recap(h.name)["changed"] == 0 for h in lab.hosts), again.stdout[-3000:]
+    assert again_took < 120  # a sanity bound only: bench/ measures speed
+
+
+@pytest.mark.lab(hosts=4)
+@pytest.mark.parametrize(
+    ("behaviour", "evidence"),
+    [({"health_fail": True}, "status 500"), ({"crash": True}, "exited with code 3 at start")],
+    ids=["health-fails", "crashes-at-start"],
+)
+def test_a_bad_release_stops_at_the_first_host_and_leaves_no_trace(
+    lab: Lab, behaviour: dict[str, object], evidence: str
+) -> None:
+    run, traffic = deploy_under_traffic(lab, "v2", **behaviour)
+    result = traffic.wait()
+    assert run.rc != 0
+    assert result.failed == 0, result.failures()[:5]
+    assert "app01" in run.stdout and "deploying v2 failed at" in run.stdout, run.stdout[-4000:]
+    assert evidence in run.stdout, run.stdout[-4000:]
+    assert {h.name: h.current_release() for h in lab.hosts} == {h.name: "v1" for h in lab.hosts}
+    assert set(servers_status(lab).values()) == {"UP"}
+    assert {h.name: h.service.status()["running"] for h in lab.hosts} == {h.name: True for h in lab.hosts}
+    for host in lab.hosts[1:]:
+        assert not (host.root / "releases" / "v2").exists(), f"{host.name} was touched"
+    assert set(result.versions()) == {"v1"}, "users saw the bad release"

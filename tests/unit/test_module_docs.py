@@ -1,0 +1,37 @@
+"""Every module's DOCUMENTATION matches the argument spec it really uses, and its EXAMPLES parse."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from ansible_collections.fleet.rollout.plugins.module_utils import _health, _lb_tasks
+from ansible_collections.fleet.rollout.plugins.modules import health_check, lb_member, lb_member_info, release
+
+SPECS: list[tuple[ModuleType, dict[str, dict[str, Any]]]] = [
+    (lb_member, _lb_tasks.MEMBER_ARGUMENT_SPEC),
+    (lb_member_info, _lb_tasks.INFO_ARGUMENT_SPEC),
+    (health_check, _health.ARGUMENT_SPEC),
+    (release, release.ARGUMENT_SPEC),
+]
+
+
+@pytest.mark.parametrize(("module", "spec"), SPECS, ids=lambda v: getattr(v, "__name__", "").rsplit(".")[-1])
+def test_documentation_matches_the_argument_spec(module: ModuleType, spec: dict[str, dict[str, Any]]) -> None:
+    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    assert set(documented) == set(spec)
+    for name, option in spec.items():
+        doc = documented[name]
+        assert doc["type"] == option["type"], name
+        assert doc.get("default") == option.get("default"), name
+        assert doc.get("choices") == option.get("choices"), name
+        assert doc.get("required", False) == option.get("required", False), name
+        assert doc.get("elements") == option.get("elements"), name
+
+
+@pytest.mark.parametrize(("module", "spec"), SPECS, ids=lambda v: getattr(v, "__name__", "").rsplit(".")[-1])
+def test_examples_and_return_are_yaml(module: ModuleType, spec: dict[str, dict[str, Any]]) -> None:
+    assert isinstance(yaml.safe_load(module.EXAMPLES), list)
+    assert isinstance(yaml.safe_load(module.RETURN), dict)
