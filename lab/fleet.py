@@ -182,6 +182,8 @@ class Lab:
             raise LabError(f"--balancers must be between 1 and {ports.MAX_BALANCERS}, got {balancers}")
         if self.is_up():
             self.down()  # a lab left behind here (a killed test) goes first
+        # Every lab starts from v1 only: releases left by an earlier lab here would change the story.
+        shutil.rmtree(self.state_dir / "hosts", ignore_errors=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         block = ports.claim_block(self.state_dir, hosts, port)
         state: dict[str, Any] = {"starting": True, "base_port": block.base, "run_dir": str(block.run_dir)}

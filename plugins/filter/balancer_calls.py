@@ -22,7 +22,8 @@ def balancer_calls(balancers: t.Any) -> list[dict[str, t.Any]]:
             raise AnsibleFilterError(f"balancer #{index} needs a 'socket' string, got {balancer!r}")
         unknown = sorted(set(balancer) - KNOWN_KEYS)
         if unknown:
-            raise AnsibleFilterError(f"balancer #{index} has unknown keys {unknown}; known: {sorted(KNOWN_KEYS)}")
+            known = sorted(KNOWN_KEYS)
+            raise AnsibleFilterError(f"balancer #{index} has unknown keys {unknown}; known: {known}")
         host = balancer.get("host") or CONTROLLER
         call = calls.setdefault(host, {"host": host, "sockets": [], "backends": []})
         call["sockets"].append(balancer["socket"])

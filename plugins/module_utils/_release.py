@@ -258,7 +258,11 @@ class ReleaseSnapshot:
 
     def previous(self) -> str | None:
         """The release current before the current one became current, skipping removed and bad ones."""
+        # The currents over time: what the oldest recorded switch replaced (a release put there by
+        # hand or by another tool), then each switch's target.
         versions = [entry.get("version") for entry in self.history]
+        if self.history and self.history[0].get("from"):
+            versions.insert(0, self.history[0]["from"])
         if self.current in versions:
             versions = versions[: len(versions) - 1 - versions[::-1].index(self.current)]
         for version in reversed(versions):

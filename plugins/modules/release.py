@@ -200,6 +200,8 @@ removed:
   sample: ["1.3.0"]
 """
 
+import typing as t
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
 from ansible_collections.fleet.rollout.plugins.module_utils._release import (
@@ -208,10 +210,12 @@ from ansible_collections.fleet.rollout.plugins.module_utils._release import (
     ReleaseSource,
 )
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     root=dict(type="path", required=True),
     version=dict(type="str"),
-    state=dict(type="str", default="present", choices=["present", "staged", "absent", "rolled_back", "marked_bad"]),
+    state=dict(
+        type="str", default="present", choices=["present", "staged", "absent", "rolled_back", "marked_bad"]
+    ),
     src=dict(type="path"),
     url=dict(type="str"),
     checksum=dict(type="str"),

@@ -28,11 +28,13 @@ def deploy(lab: Lab, version: str, *extra: str, **behaviour: object) -> Playbook
     )
 
 
-def deploy_under_traffic(lab: Lab, version: str, **behaviour: object) -> tuple[PlaybookRun, Traffic]:
+def deploy_under_traffic(
+    lab: Lab, version: str, *extra: str, **behaviour: object
+) -> tuple[PlaybookRun, Traffic]:
     traffic = Traffic(lab.frontend_url, rate=RATE, seconds=600).start()
     try:
         time.sleep(0.5)  # traffic is flowing before the rollout starts
-        run = deploy(lab, version, **behaviour)
+        run = deploy(lab, version, *extra, **behaviour)
         time.sleep(0.5)
     finally:
         result = traffic.stop()
@@ -80,7 +82,8 @@ def test_ten_hosts_move_to_v2_under_load_without_a_failed_request(lab: Lab) -> N
 def test_a_bad_release_stops_at_the_first_host_and_leaves_no_trace(
     lab: Lab, behaviour: dict[str, object], evidence: str
 ) -> None:
-    run, traffic = deploy_under_traffic(lab, "v2", **behaviour)
+    # a short health deadline keeps the test quick; the role's default is 60 s
+    run, traffic = deploy_under_traffic(lab, "v2", "-e", '{"deploy_health": {"deadline": 5}}', **behaviour)
     result = traffic.wait()
     assert run.rc != 0
     assert result.failed == 0, result.failures()[:5]

@@ -471,3 +471,14 @@ def test_staged_installs_without_switching_then_present_only_switches(
     with pytest.raises(ConflictError, match="3"):
         releases.deploy("3", ReleaseSource(src=str(artifacts["3"])), make_current=False)
     assert not (root / "releases" / "3").exists()
+
+
+def test_previous_is_the_release_a_first_switch_replaced(root: Path, artifacts: dict[str, Path]) -> None:
+    # A host bootstrapped without this module: releases/1 and `current` exist, no state file yet.
+    (root / "releases" / "1").mkdir(parents=True)
+    (root / "current").symlink_to(os.path.join("releases", "1"))
+    releases = manager(root)
+    deployed = releases.deploy("2", ReleaseSource(src=str(artifacts["2"])))
+    assert (deployed["current"], deployed["previous"]) == ("2", "1")
+    rolled_back = releases.rollback()
+    assert (rolled_back["changed"], rolled_back["current"]) == (True, "1")

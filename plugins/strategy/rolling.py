@@ -1,0 +1,249 @@
+# Copyright (c) fleet.rollout developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+# ruff: noqa: E402 (ansible-test's validate-modules wants DOCUMENTATION above every import)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: rolling
+short_description: Rolling window over all hosts, with a canary wave and a failure budget
+version_added: 1.0.0
+author: fleet.rollout developers (!UNKNOWN)
+description:
+  - Runs the whole task list of a play on at most C(rollout_window) hosts at a time. The moment one
+    host finishes its task list (handlers included), the next host in the play's C(order) starts,
+    instead of every C(serial) batch waiting for its slowest host. Hosts waiting for their turn hold
+    no worker and run nothing.
+  - The first C(rollout_canary) hosts run alone as a canary wave. The window opens only when every
+    canary host finished successfully, after C(rollout_canary_pause) seconds.
+  - Once more than C(rollout_max_failures) hosts have failed (unreachable counts as failed), no new
+    host starts. Hosts in flight finish (their rescue and always sections run); hosts that never
+    started are left untouched. The play then fails with a summary naming the failed hosts, and
+    the later plays of the playbook still run, even when every host of the play failed.
+  - After the play the inventory groups C(rollout_ok), C(rollout_failed) and C(rollout_untouched)
+    hold the outcome of the play's target hosts (hosts that failed in an earlier play are in none).
+  - The options are play variables (C(vars), C(vars_files), C(-e)), templated. C(rollout_window),
+    C(rollout_canary) and C(rollout_max_failures) are a count of hosts or a percentage of the
+    play's target hosts such as C(25%) (rounded down as C(serial) does); defaults 1, 1 and 0.
+    C(rollout_canary=0) turns the canary wave off. C(rollout_canary_pause) is seconds, default 0.
+    Bad values fail the play before any host starts.
+  - The play must not use C(serial). Within a host, tasks run as with the C(free) strategy, which
+    this strategy extends; C(run_once), C(any_errors_fatal) and C(max_fail_percentage) behave as
+    there. A window wider than C(forks) is narrowed to C(forks), with a warning.
+  - ansible-core 2.19 and later print a deprecation warning for every strategy plugin outside
+    ansible.builtin; see the collection's docs/strategy.md.
+"""
+
+import time
+from typing import TYPE_CHECKING
+
+from ansible import constants as C
+from ansible.errors import AnsibleError
+from ansible.executor.play_iterator import IteratingStates
+from ansible.plugins.strategy.free import StrategyModule as FreeStrategyModule
+from ansible.template import Templar
+from ansible.utils.display import Display
+from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import (
+    DEFAULTS,
+    RolloutLimits,
+    RolloutOptionError,
+    RolloutOptions,
+    parse_options,
+    serial_is_set,
+)
+
+if TYPE_CHECKING:
+    from ansible.executor.play_iterator import PlayIterator
+    from ansible.executor.task_queue_manager import TaskQueueManager
+    from ansible.inventory.host import Host
+    from ansible.playbook.play import Play
+    from ansible.playbook.play_context import PlayContext
+
+display = Display()
+
+GROUP_OK = "rollout_ok"
+GROUP_FAILED = "rollout_failed"
+GROUP_UNTOUCHED = "rollout_untouched"
+
+
+class _Rollout:
+    """Admission bookkeeping of one play. Hosts move from ``waiting`` to ``in_flight`` to done."""
+
+    def __init__(self, targets: list[Host], limits: RolloutLimits, skipped: list[str]) -> None:
+        self.limits = limits
+        self.total = len(targets)
+        self.waiting = list(targets)
+        self.admitted: list[Host] = []  # what free iterates over: it keeps an index, so it only grows
+        self.in_flight: list[Host] = []
+        self.failed_done: list[str] = []
+        self.not_started: list[str] = []  # ended by end_batch/end_play before their turn
+        self.skipped = skipped  # failed or unreachable in an earlier play: not part of this rollout
+        self.canary_pending = limits.canary > 0
+        self.halt_reason = ""
+
+
+class StrategyModule(FreeStrategyModule):
+    """``free`` restricted to the admitted hosts; admission happens in ``get_hosts_left``."""
+
+    def __init__(self, tqm: TaskQueueManager) -> None:
+        super().__init__(tqm)
+        self._rollout: _Rollout | None = None
+
+    def run(self, iterator: PlayIterator, play_context: PlayContext) -> int:
+        rollout = self._rollout = self._plan(iterator)
+        result: int = super().run(iterator, play_context)
+        failed = [host.name for host in rollout.admitted if self._has_failed(iterator, host)]
+        ok = [host.name for host in rollout.admitted if host.name not in failed]
+        untouched = rollout.not_started + [host.name for host in rollout.waiting]
+        self._publish_groups({GROUP_OK: ok, GROUP_FAILED: failed, GROUP_UNTOUCHED: untouched})
+        self._report(rollout, ok, failed, untouched)
+        if failed:
+            # PlaybookExecutor stops the whole playbook when every host of a play failed. An ended
+            # play skips that check, so the later plays (revert, finish) still run; the failed hosts
+            # stay failed in them, which keeps ansible-playbook's exit code non-zero.
+            iterator.end_play = True
+        return result
+
+    def get_hosts_left(self, iterator: PlayIterator) -> list[Host]:
+        """Called by free at the top of every pass: retire finished hosts, then fill free slots."""
+        rollout = self._rollout
+        if rollout is None:
+            return list(super().get_hosts_left(iterator))
+        while True:
+            self._retire_finished(rollout, iterator)
+            if not self._admit_next(rollout, iterator):
+                return list(rollout.admitted)
+
+    def _plan(self, iterator: PlayIterator) -> _Rollout:
+        play = iterator._play
+        if serial_is_set(play.serial):
+            raise AnsibleError(
+                "fleet.rollout.rolling: remove `serial` from the play; the strategy sees all hosts at once "
+                "and rollout_window sets how many run at a time"
+            )
+        options = self._options(play)
+        targets, skipped = [], []
+        for host in self._inventory.get_hosts(play.hosts, order=play.order):
+            if host.name in self._tqm._unreachable_hosts or iterator.is_failed(host):
+                skipped.append(host.name)
+            else:
+                targets.append(host)
+        limits = options.resolve(len(targets))
+        workers = max(1, len(self._workers))
+        if limits.window > workers:
+            display.warning(
+                f"fleet.rollout.rolling: rollout_window {limits.window} is wider than forks ({workers}); "
+                f"narrowing it to {workers} (raise --forks to widen it)"
+            )
+            limits = RolloutLimits(workers, limits.canary, limits.max_failures, limits.canary_pause)
+        display.v(
+            f"fleet.rollout.rolling: {len(targets)} hosts, window {limits.window}, canary {limits.canary}, "
+            f"at most {limits.max_failures} failures"
+        )
+        return _Rollout(targets, limits, skipped)
+
+    def _options(self, play: Play) -> RolloutOptions:
+        variables = self._variable_manager.get_vars(play=play)
+        templar = Templar(loader=self._loader, variables=variables)
+        values = {name: templar.template(variables[name]) for name in DEFAULTS if name in variables}
+        try:
+            return parse_options(values)
+        except RolloutOptionError as error:
+            raise AnsibleError(f"fleet.rollout.rolling: {error}") from error
+
+    def _has_failed(self, iterator: PlayIterator, host: Host) -> bool:
+        name = host.name
+        tqm = self._tqm
+        return name in tqm._unreachable_hosts or name in tqm._failed_hosts or iterator.is_failed(host)
+
+    def _retire_finished(self, rollout: _Rollout, iterator: PlayIterator) -> None:
+        """A host is done when it is not running a task and the iterator has none left for it:
+        the same test free uses to decide that a host has no more work."""
+        for host in list(rollout.in_flight):
+            if self._blocked_hosts.get(host.name, False):
+                continue
+            unreachable = host.name in self._tqm._unreachable_hosts
+            if not unreachable and iterator.get_next_task_for_host(host, peek=True)[1] is not None:
+                continue
+            rollout.in_flight.remove(host)
+            if self._has_failed(iterator, host):
+                rollout.failed_done.append(host.name)
+            display.vv(f"fleet.rollout.rolling: {host.name} finished ({len(rollout.in_flight)} in flight)")
+
+    def _admit_next(self, rollout: _Rollout, iterator: PlayIterator) -> bool:
+        """Start the next waiting host if the budget, the window and the canary allow; True if a
+        host left the waiting list (so the caller looks again)."""
+        if rollout.halt_reason or not rollout.waiting:
+            return False
+        rollout.halt_reason = self._halt_reason(rollout, iterator)
+        if rollout.halt_reason:
+            display.warning(
+                f"fleet.rollout.rolling: rollout halted ({rollout.halt_reason}); hosts in flight finish, "
+                f"{len(rollout.waiting)} hosts will not start"
+            )
+            return False
+        if not self._window_has_room(rollout):
+            return False
+        host = rollout.waiting.pop(0)
+        if iterator.get_host_state(host).run_state == IteratingStates.COMPLETE:
+            rollout.not_started.append(host.name)  # ended by end_batch before its turn
+            return True
+        rollout.admitted.append(host)
+        rollout.in_flight.append(host)
+        display.vv(f"fleet.rollout.rolling: {host.name} started ({len(rollout.in_flight)} in flight)")
+        return True
+
+    def _halt_reason(self, rollout: _Rollout, iterator: PlayIterator) -> str:
+        if iterator.end_play:
+            return "meta: end_play"
+        failed = rollout.failed_done + [h.name for h in rollout.in_flight if self._has_failed(iterator, h)]
+        budget = rollout.limits.max_failures
+        if len(failed) > budget:
+            return f"{len(failed)} hosts failed, more than rollout_max_failures={budget}"
+        if rollout.canary_pending and failed:
+            return f"canary failed: {', '.join(failed)}"
+        return ""
+
+    def _window_has_room(self, rollout: _Rollout) -> bool:
+        """Whether the next host may start now. Ends the canary wave, with its pause, once every
+        canary host finished (the budget check before this one saw that none failed)."""
+        limits = rollout.limits
+        if len(rollout.in_flight) >= limits.window:
+            return False
+        if rollout.canary_pending and len(rollout.admitted) + len(rollout.not_started) >= limits.canary:
+            if rollout.in_flight:
+                return False
+            rollout.canary_pending = False
+            display.display(
+                f"fleet.rollout.rolling: canary wave ok ({', '.join(h.name for h in rollout.admitted)}); "
+                f"opening the window of {limits.window} in {limits.canary_pause:g}s"
+            )
+            time.sleep(limits.canary_pause)  # nothing is in flight while the canary wave settles
+        return True
+
+    def _publish_groups(self, members: dict[str, list[str]]) -> None:
+        """Later plays target these groups (a later play on the original group would also get the
+        hosts that never started). Each rolling play replaces their members."""
+        for group_name, host_names in members.items():
+            self._inventory.add_group(group_name)
+            group = self._inventory.groups[group_name]
+            for host in list(group.hosts):
+                group.remove_host(host)
+            for host_name in host_names:
+                self._inventory.add_host(host_name, group=group_name)
+        self._inventory.reconcile_inventory()
+
+    def _report(self, rollout: _Rollout, ok: list[str], failed: list[str], untouched: list[str]) -> None:
+        counts = f"{len(ok)} ok, {len(failed)} failed, {len(untouched)} not started, of {rollout.total}"
+        lines = [f"ROLLOUT: {counts}"]
+        if rollout.halt_reason:
+            lines.append(f"  halted: {rollout.halt_reason}")
+        for label, names in (
+            ("failed", failed),
+            ("not started (untouched)", untouched),
+            ("skipped (failed or unreachable in an earlier play)", rollout.skipped),
+        ):
+            if names:
+                lines.append(f"  {label}: {', '.join(names)}")
+        display.display("\n".join(lines), color=C.COLOR_ERROR if failed or untouched else C.COLOR_OK)
