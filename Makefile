@@ -8,13 +8,14 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help setup lint ruff mypy yamllint ansible-lint sanity build unit integration test demo lab-down bench clean
+.PHONY: molecule help setup lint ruff mypy yamllint ansible-lint sanity build unit integration test demo lab-down bench clean
 
 help:
 	@echo "make demo   bring up a 10-host lab with traffic (see README), then take it down"
 	@echo "make test   setup, lint, unit and integration tests (what CI runs)"
 	@echo "make lint   ruff, mypy, yamllint, ansible-lint, ansible-test sanity"
 	@echo "make setup  Debian packages for the lab and the pinned .venv (every target runs it)"
+	@echo "make molecule  molecule test of the deploy role (extensions/molecule/deploy) on its own lab"
 
 setup:
 	@tools/setup.sh
@@ -54,6 +55,11 @@ test: setup lint unit integration
 demo: setup
 	$(PY) -m lab demo
 
+# The deploy role's molecule scenario; its state and its lab live in .tmp/molecule/deploy.
+# (make integration runs it too, through tests/integration/test_molecule.py.)
+molecule: setup
+	MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.tmp/molecule/deploy molecule test --scenario-name deploy
+
 lab-down: setup
 	$(PY) -m lab down
 
@@ -62,4 +68,5 @@ bench: setup
 
 clean:
 	-$(PY) -m lab down
+	-$(PY) -m lab --dir .tmp/molecule/deploy/lab down
 	rm -rf .tmp .mypy_cache .ruff_cache .pytest_cache

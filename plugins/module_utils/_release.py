@@ -258,11 +258,14 @@ class ReleaseSnapshot:
 
     def previous(self) -> str | None:
         """The release current before the current one became current, skipping removed and bad ones."""
-        # The currents over time: what the oldest recorded switch replaced (a release put there by
-        # hand or by another tool), then each switch's target.
-        versions = [entry.get("version") for entry in self.history]
-        if self.history and self.history[0].get("from"):
-            versions.insert(0, self.history[0]["from"])
+        # The currents over time: what each switch replaced (also a release put there by hand or by
+        # another tool, which the history never saw become current), then what it switched to.
+        versions: list[t.Any] = []
+        for entry in self.history:
+            came_from = entry.get("from")
+            if came_from is not None and (not versions or versions[-1] != came_from):
+                versions.append(came_from)
+            versions.append(entry.get("version"))
         if self.current in versions:
             versions = versions[: len(versions) - 1 - versions[::-1].index(self.current)]
         for version in reversed(versions):

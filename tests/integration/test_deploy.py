@@ -73,7 +73,7 @@ def test_ten_hosts_move_to_v2_under_load_without_a_failed_request(lab: Lab) -> N
     assert again_took < 120  # a sanity bound only: bench/ measures speed
 
 
-@pytest.mark.lab(hosts=4)
+@pytest.mark.lab(hosts=10)
 @pytest.mark.parametrize(
     ("behaviour", "evidence"),
     [({"health_fail": True}, "status 500"), ({"crash": True}, "exited with code 3 at start")],
@@ -83,7 +83,9 @@ def test_a_bad_release_stops_at_the_first_host_and_leaves_no_trace(
     lab: Lab, behaviour: dict[str, object], evidence: str
 ) -> None:
     # a short health deadline keeps the test quick; the role's default is 60 s
-    run, traffic = deploy_under_traffic(lab, "v2", "-e", '{"deploy_health": {"deadline": 5}}', **behaviour)
+    run, traffic = deploy_under_traffic(
+        lab, "v2", "-e", '{"deploy_health": {"deadline": 5}}', "-e", "rollout_window=3", **behaviour
+    )
     result = traffic.wait()
     assert run.rc != 0
     assert result.failed == 0, result.failures()[:5]
@@ -95,3 +97,35 @@ def test_a_bad_release_stops_at_the_first_host_and_leaves_no_trace(
     for host in lab.hosts[1:]:
         assert not (host.root / "releases" / "v2").exists(), f"{host.name} was touched"
     assert set(result.versions()) == {"v1"}, "users saw the bad release"
+    assert "ROLLOUT: 0 ok, 1 failed, 9 not started, of 10" in run.stdout, run.stdout[-3000:]
+
+
+@pytest.mark.lab(hosts=4)
+def test_linear_fallback_rolls_in_serial_batches(lab: Lab) -> None:
+    run, traffic = deploy_under_traffic(lab, "v2", "-e", "rollout_strategy=linear", "-e", "rollout_window=2")
+    result = traffic.wait()
+    assert run.rc == 0, run.stdout[-3000:]
+    assert result.failed == 0, result.failures()[:5]
+    assert {h.current_release() for h in lab.hosts} == {"v2"}
+    assert "ROLLOUT:" not in run.stdout  # the rolling strategy did not run
+    assert run.stdout.count("PLAY [Roll the release across the targets]") == 2  # two batches of two
+
+
+def test_deploy_over_real_ssh(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "lab")
+    lab.up(hosts=3, ssh=True)
+    try:
+        traffic = Traffic(lab.frontend_url, rate=RATE, seconds=600).start()
+        try:
+            run = deploy(lab, "v2", "-vvv")
+        finally:
+            result = traffic.stop()
+        assert run.rc == 0, run.stdout[-4000:]
+        assert result.failed == 0, result.failures()[:5]
+        assert {h.current_release() for h in lab.hosts} == {"v2"}
+        assert set(servers_status(lab).values()) == {"UP"}
+        for host in lab.hosts:  # the release and the restart went over SSH to each host's own address
+            assert "ESTABLISH SSH CONNECTION FOR USER: " in run.stdout
+            assert f"{host.address}" in run.stdout and f"Port={lab.ssh_port}" in run.stdout
+    finally:
+        lab.down()
