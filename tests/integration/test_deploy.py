@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -129,3 +130,47 @@ def test_deploy_over_real_ssh(tmp_path: Path) -> None:
             assert f"{host.address}" in run.stdout and f"Port={lab.ssh_port}" in run.stdout
     finally:
         lab.down()
+
+
+@pytest.mark.lab(hosts=3)
+def test_preflight_fails_before_touching_any_host(lab: Lab, tmp_path: Path) -> None:
+    balancers = [{"socket": str(lab.balancers[0].socket)}, {"socket": str(tmp_path / "missing.sock")}]
+    unreachable = deploy(lab, "v2", "-e", json.dumps({"deploy_balancers": balancers}))
+    assert unreachable.rc != 0
+    assert "missing.sock" in unreachable.stdout, unreachable.stdout[-3000:]
+    not_a_member = deploy(lab, "v2", "-l", "app01,app02", "-e", "deploy_lb_server=ghost")
+    assert not_a_member.rc != 0
+    assert "ghost is not a server of" in not_a_member.stdout, not_a_member.stdout[-3000:]
+    for host in lab.hosts:
+        assert host.current_release() == "v1"
+        assert not (host.root / "releases" / "v2").exists()
+        assert not (host.root / "artifacts").exists()
+
+
+@pytest.mark.lab(hosts=2)
+def test_hooks_run_at_their_steps_in_order(lab: Lab, tmp_path: Path) -> None:
+    log = tmp_path / "hooks.log"
+    hooks = {}
+    steps = ["before_drain", "after_drain", "before_switch", "after_switch", "before_enable", "after_enable"]
+    for step in steps:
+        hook = tmp_path / f"{step}.yml"
+        hook.write_text(
+            json.dumps(
+                [
+                    {
+                        "name": f"Record {step}",
+                        "ansible.builtin.lineinfile": {
+                            "path": str(log),
+                            "line": "{{ inventory_hostname }} " + step,
+                            "create": True,
+                            "mode": "0644",
+                        },
+                        "delegate_to": "localhost",
+                    }
+                ]
+            )
+        )
+        hooks[step] = str(hook)
+    run = deploy(lab, "v2", "-e", json.dumps({"deploy_hooks": hooks}))
+    assert run.rc == 0, run.stdout[-3000:]
+    assert log.read_text().splitlines() == [f"app0{i} {step}" for i in (1, 2) for step in steps]
