@@ -13,6 +13,7 @@ import time
 import typing as t
 from dataclasses import dataclass, field
 
+from ansible_collections.fleet.rollout.plugins.module_utils._capacity_lock import capacity_lock
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     CapacityError,
     HealthCheckFailedError,
@@ -208,16 +209,20 @@ class BalancerMember:
         for balancer in self.balancers:
             balancer.require_admin()
         members = self.locate(weight)
-        if floor is not None and self.request.state in ("drained", "maintenance"):
-            members = self.wait_for_capacity(members, floor, weight)
+        guard = floor if self.request.state in ("drained", "maintenance") else None
+        if guard is not None and self.check_mode:
+            self.wait_for_capacity(members, guard, weight)
         changed = any(member.all_commands() for member in members)
         if not self.check_mode:
-            if self.request.state == "drained":
-                self.drain(members)
+            if guard is not None:
+                # checks the floor and takes the server out under the balancers' capacity lock
+                members = self.wait_for_capacity(members, guard, weight)
             else:
                 self.send(members, after_drain=False)
-                if self.request.state == "enabled":
-                    self.wait_until_up(members)
+            if self.request.state == "drained":
+                self.drain(members)
+            elif self.request.state == "enabled":
+                self.wait_until_up(members)
             self.poll(members)  # the state each member is left in
             changed = changed or any(m.sessions_killed for m in members)
         return self.result(changed, members)
@@ -324,12 +329,19 @@ class BalancerMember:
     def wait_for_capacity(
         self, members: list[Member], floor: CapacityFloor, weight: Weight | None
     ) -> list[Member]:
-        """Wait (not in check mode) for the floor to hold on every member; the members as last seen."""
+        """Wait for the floor to hold on every member, then (not in check mode) send the commands that
+        take the server out, both under the capacity lock; returns the members as last seen."""
         deadline = self.clock() + self.request.capacity_timeout
+        addresses = [balancer.address for balancer in self.balancers]
         while True:
-            shortfalls = [s for s in (self.capacity_shortfall(m, floor) for m in members) if s]
-            if not shortfalls:
-                return members
+            with capacity_lock(addresses if not self.check_mode else ()):
+                if not self.check_mode:
+                    members = self.locate(weight)  # the pool as it is now that we hold the lock
+                shortfalls = [s for s in (self.capacity_shortfall(m, floor) for m in members) if s]
+                if not shortfalls:
+                    if not self.check_mode:
+                        self.send(members, after_drain=False)
+                    return members
             if self.check_mode or self.clock() >= deadline:
                 raise CapacityError(
                     f"refusing to take {self.request.server} out: " + "; ".join(shortfalls),
@@ -338,7 +350,6 @@ class BalancerMember:
                     changed=False,
                 )
             self.sleep(self.request.poll_interval)
-            members = self.locate(weight)
 
     # -- acting -----------------------------------------------------------------------------------------
 
@@ -360,9 +371,8 @@ class BalancerMember:
         return self.clock()
 
     def drain(self, members: list[Member]) -> None:
-        """Drain everywhere at once, then wait until no session or queued request is left anywhere."""
+        """Wait until, everywhere the server was set to drain, no session or queued request is left."""
         started = self.clock()
-        self.send(members, after_drain=False)
         left = self.wait_until_idle(members, started, started + self.request.drain_timeout)
         if left and self.request.shutdown_sessions:
             for member in left:
