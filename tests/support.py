@@ -1,14 +1,26 @@
-"""Helpers for tests that run real ansible-playbook commands against the lab or localhost."""
+"""Helpers for tests that run real ansible-playbook commands against the lab or localhost, and for tests
+that talk to a throwaway HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import shutil
+import socket
+import ssl
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
+VENV_PYTHON = VENV_BIN / "python"
 
 
 @dataclass
@@ -44,12 +56,26 @@ def ansible_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def empty_config(directory: Path) -> Path:
+    """An empty ansible.cfg: ansible-core 2.19 refuses ANSIBLE_CONFIG=/dev/null (no .cfg extension)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "ansible.cfg"
+    config.write_text("")
+    return config
+
+
 def run_playbook(
-    playbook: Path, inventory: Path | str, *args: str, timeout: float = 600, **env: str
+    playbook: Path,
+    inventory: Path | str,
+    *args: str,
+    timeout: float = 600,
+    ansible_playbook: Path | str = VENV_BIN / "ansible-playbook",
+    **env: str,
 ) -> PlaybookRun:
-    """Run a real ansible-playbook; tests assert on rc, the recap and the output."""
+    """Run a real ansible-playbook (this checkout's unless told); tests assert on rc, the recap and the
+    output."""
     done = subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *args],
+        [str(ansible_playbook), "-i", str(inventory), str(playbook), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -57,3 +83,142 @@ def run_playbook(
         check=False,
     )
     return PlaybookRun(done.returncode, done.stdout, done.stderr)
+
+
+def write_play(path: Path, tasks: list[dict[str, Any]], hosts: str = "localhost") -> Path:
+    """A playbook of one play of ``tasks`` on ``hosts``, without gathering facts."""
+    play = {"hosts": hosts, "gather_facts": False, "tasks": tasks}
+    path.write_text(json.dumps([play], indent=2))  # JSON is YAML
+    return path
+
+
+def record(directory: Path, name: str, expression: str) -> dict[str, Any]:
+    """A task that saves ``expression`` as JSON in ``<directory>/<name>@<host>.json``, in check mode too."""
+    return {
+        "name": f"record {name}",
+        "ansible.builtin.copy": {
+            "content": f"{{{{ {expression} | to_json }}}}",
+            "dest": f"{directory}/{name}@{{{{ inventory_hostname }}}}.json",
+            "mode": "0600",
+        },
+        "check_mode": False,
+        "changed_when": False,
+    }
+
+
+def recorded(directory: Path) -> dict[str, Any]:
+    """What the ``record`` tasks saved: by name for localhost, by ``name@host`` for the other hosts."""
+    results = {}
+    for saved in directory.glob("*@*.json"):
+        name, _, host = saved.stem.partition("@")
+        results[name if host == "localhost" else f"{name}@{host}"] = json.loads(saved.read_text())
+    return results
+
+
+def run_play(
+    directory: Path,
+    tasks: list[dict[str, Any]],
+    *args: str,
+    inventory: Path | str,
+    hosts: str = "localhost",
+    timeout: float = 600,
+    **env: str,
+) -> tuple[PlaybookRun, dict[str, Any]]:
+    """Run one play of ``tasks`` from ``directory`` with an empty ansible.cfg; return the run and what
+    its ``record`` tasks saved (in ``directory``) this time."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*@*.json"):
+        old.unlink()
+    playbook = write_play(directory / "playbook.yml", tasks, hosts)
+    config = str(empty_config(directory))
+    done = run_playbook(playbook, inventory, *args, timeout=timeout, ANSIBLE_CONFIG=config, **env)
+    return done, recorded(directory)
+
+
+def run_tasks(
+    tmp_path: Path,
+    tasks: list[dict[str, Any]],
+    *,
+    check: bool = False,
+    diff: bool = False,
+    python: str | Path = VENV_PYTHON,
+) -> dict[str, Any]:
+    """Run the tasks on localhost with ``python``, each registered as r0, r1, ...; the run must pass.
+    Returns those results by name, in the tasks' order."""
+    names = [f"r{i}" for i in range(len(tasks))]
+    registered = [{**task, "register": name} for task, name in zip(tasks, names, strict=True)]
+    everything = "{" + ", ".join(f"'{name}': {name}" for name in names) + "}"
+    flags = [flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted]
+    done, saved = run_play(
+        tmp_path,
+        [*registered, record(tmp_path, "results", everything)],
+        "-c",
+        "local",
+        "-e",
+        f"ansible_python_interpreter={python}",
+        *flags,
+        inventory="localhost,",
+        timeout=120,
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / ".ansible-local"),
+        ANSIBLE_REMOTE_TEMP=str(tmp_path / ".ansible-remote"),
+    )
+    assert done.rc == 0, done.stdout + done.stderr
+    results: dict[str, Any] = saved["results"]
+    return results
+
+
+@functools.cache
+def oldest_python() -> str | None:
+    """The oldest Python a managed host may have (ansible-core 2.19 modules: 3.8), if this machine has it."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [shutil.which("python3.8"), *map(str, sorted(pyenv.glob("versions/3.8*/bin/python3.8")))]
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A base for test servers' handlers: ``answer`` sends a status and a body; nothing is logged."""
+
+    def answer(self, status: int, body: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    """Serves a directory's files (``functools.partial(QuietFiles, directory=...)``), logging nothing."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@contextmanager
+def serve_http(app: type[BaseHTTPRequestHandler] | Path, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Serve ``app`` (a handler class, or a directory's files) on a free port of 127.0.0.1 from a thread,
+    over TLS with ``tls``; yields the base URL (``http://127.0.0.1:PORT``) and stops the server after."""
+    handler = functools.partial(QuietFiles, directory=str(app)) if isinstance(app, Path) else app
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on (bound for a moment, then let go)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -18,9 +18,11 @@ description:
   - The first C(rollout_canary) hosts run alone as a canary wave. The window opens only when every
     canary host finished successfully, after C(rollout_canary_pause) seconds.
   - Once more than C(rollout_max_failures) hosts have failed (unreachable counts as failed), no new
-    host starts. Hosts in flight finish (their rescue and always sections run); hosts that never
-    started are left untouched. The play then fails with a summary naming the failed hosts, and
-    the later plays of the playbook still run, even when every host of the play failed.
+    host starts. While a host in flight runs a C(rescue) section, no new host starts either, until
+    it is known whether that host failed. Hosts in flight finish (their rescue and always sections
+    run); hosts that never started are left untouched. The play then fails with a summary naming
+    the failed hosts, and the later plays of the playbook still run, even when every host of the
+    play failed.
   - After the play the inventory groups C(rollout_ok), C(rollout_failed) and C(rollout_untouched)
     hold the outcome of the play's target hosts (hosts that failed in an earlier play are in none).
   - The options are play variables (C(vars), C(vars_files), C(-e)), templated. C(rollout_window),
@@ -183,6 +185,8 @@ class StrategyModule(FreeStrategyModule):
                 f"{len(rollout.waiting)} hosts will not start"
             )
             return False
+        if self._any_in_rescue(rollout, iterator):
+            return False  # a host is failing right now: wait to see whether it counts
         if not self._window_has_room(rollout):
             return False
         host = rollout.waiting.pop(0)
@@ -204,6 +208,17 @@ class StrategyModule(FreeStrategyModule):
         if rollout.canary_pending and failed:
             return f"canary failed: {', '.join(failed)}"
         return ""
+
+    def _any_in_rescue(self, rollout: _Rollout, iterator: PlayIterator) -> bool:
+        """Whether a host in flight is running a rescue section (at any block depth). Its failure
+        is not counted until the rescue ends, so no host is admitted in the meantime."""
+        for host in rollout.in_flight:
+            state = iterator.get_host_state(host)
+            while state is not None:
+                if state.run_state == IteratingStates.RESCUE:
+                    return True
+                state = state.tasks_child_state or state.rescue_child_state or state.always_child_state
+        return False
 
     def _window_has_room(self, rollout: _Rollout) -> bool:
         """Whether the next host may start now. Ends the canary wave, with its pause, once every

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -10,18 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab.fleet import Lab
-from tests.support import PlaybookRun, run_playbook
-
-
-def empty_config(directory: Path) -> Path:
-    """An empty ansible.cfg: ansible-core 2.19 refuses ANSIBLE_CONFIG=/dev/null (no .cfg extension)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "ansible.cfg"
-    config.write_text("")
-    return config
+from tests.support import PlaybookRun, record, run_play
 
 
 def servers_state(lab: Lab, balancer: str = "lb1") -> dict[str, tuple[str, ...]]:
@@ -87,7 +76,7 @@ class Playbook:
     def call(self, name: str, module: str, **args: Any) -> Playbook:
         self.tasks += [
             {"name": name, module: args, "register": "result", "ignore_errors": True},
-            self._record(name, "result"),
+            record(self.directory, name, "result"),
         ]
         return self
 
@@ -95,23 +84,12 @@ class Playbook:
         """Record the controller's wall clock at this point of the play."""
         self.tasks += [
             {"name": name, "ansible.builtin.set_fact": {"stamp": "{{ now().timestamp() }}"}},
-            self._record(name, "stamp"),
+            record(self.directory, name, "stamp"),
         ]
         return self
 
-    def _record(self, name: str, variable: str) -> dict[str, Any]:
-        return {
-            "name": f"record {name}",
-            "ansible.builtin.copy": {
-                "content": f"{{{{ {variable} | to_json }}}}",
-                "dest": f"{self.directory}/{name}@{{{{ inventory_hostname }}}}.json",
-                "mode": "0600",
-            },
-            "check_mode": False,
-            "changed_when": False,
-        }
-
     def local_inventory(self) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
         inventory = self.directory / "inventory.ini"
         inventory.write_text(
             f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
@@ -119,16 +97,5 @@ class Playbook:
         return inventory
 
     def run(self, *args: str) -> tuple[PlaybookRun, dict[str, Any]]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for old in self.directory.glob("*@*.json"):
-            old.unlink()
-        path = self.directory / "playbook.yml"
-        play = {"name": "lb_member test", "hosts": self.hosts, "gather_facts": False, "tasks": self.tasks}
-        path.write_text(yaml.safe_dump([play], sort_keys=False))
         inventory = self.lab.inventory if self.lab else self.local_inventory()
-        done = run_playbook(path, inventory, *args, ANSIBLE_CONFIG=str(empty_config(self.directory)))
-        results = {}
-        for recorded in self.directory.glob("*@*.json"):
-            name, _, host = recorded.stem.partition("@")
-            results[name if host == "localhost" else f"{name}@{host}"] = json.loads(recorded.read_text())
-        return done, results
+        return run_play(self.directory, self.tasks, *args, inventory=inventory, hosts=self.hosts)

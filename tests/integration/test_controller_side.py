@@ -2,62 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
-from typing import Any
 
 import pytest
 
 from lab.fleet import Lab
-from tests.support import VENV_BIN, run_playbook
+from tests.support import VENV_BIN, QuietHandler, run_playbook, serve_http, write_play
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-class Healthy(BaseHTTPRequestHandler):
+class Healthy(QuietHandler):
     def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
+        self.answer(200, "ok")
 
 
 @pytest.fixture
 def health_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
-    thread = Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_http(Healthy) as url:
+        yield f"{url}/"
 
 
 def health_check_play(tmp_path: Path, url: str, become: bool = False) -> Path:
-    play = [
-        {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "tasks": [
-                {
-                    "name": "Probe",
-                    "fleet.rollout.health_check": {"url": url, "interval": 0.05, "deadline": 5},
-                    "become": become,
-                }
-            ],
-        }
-    ]
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(json.dumps(play))
-    return playbook
+    probe = {"url": url, "interval": 0.05, "deadline": 5}
+    task = {"name": "Probe", "fleet.rollout.health_check": probe, "become": become}
+    return write_play(tmp_path / "play.yml", [task])
 
 
 @pytest.mark.parametrize(
@@ -107,27 +77,20 @@ def test_lb_member_info_reads_the_same_either_way(
 ) -> None:
     if not in_process and not Path(SYSTEM_PYTHON).exists():
         pytest.skip(f"{SYSTEM_PYTHON} is not on this machine")
-    play = [
+    tasks = [
         {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "tasks": [
-                {
-                    "name": "Read",
-                    "fleet.rollout.lb_member_info": {"socket": [str(lab.balancers[0].socket)]},
-                    "register": "info",
-                },
-                {
-                    "name": "Check",
-                    "ansible.builtin.assert": {
-                        "that": ["info.servers | map(attribute='server') | list == ['app01', 'app02']"]
-                    },
-                },
-            ],
-        }
+            "name": "Read",
+            "fleet.rollout.lb_member_info": {"socket": [str(lab.balancers[0].socket)]},
+            "register": "info",
+        },
+        {
+            "name": "Check",
+            "ansible.builtin.assert": {
+                "that": ["info.servers | map(attribute='server') | list == ['app01', 'app02']"]
+            },
+        },
     ]
-    playbook = tmp_path / "info.yml"
-    playbook.write_text(json.dumps(play))
+    playbook = write_play(tmp_path / "info.yml", tasks)
     run = run_playbook(
         playbook, "localhost,", "-c", "local", "-vvv", "-e", f"ansible_python_interpreter={interpreter}"
     )

@@ -71,7 +71,7 @@ def test_ten_hosts_move_to_v2_under_load_without_a_failed_request(lab: Lab) -> N
     again_took = time.monotonic() - again_started
     assert again.rc == 0, again.stdout[-3000:]
     assert all(again.recap(h.name)["changed"] == 0 for h in lab.hosts), again.stdout[-3000:]
-    assert again_took < 120  # a sanity bound only: bench/ measures speed
+    assert again_took < 300  # a sanity bound only: bench/ measures speed
 
 
 @pytest.mark.lab(hosts=10)

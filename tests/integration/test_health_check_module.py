@@ -3,70 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import ssl
 import subprocess
-import threading
 import time
 import typing as t
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+from tests.support import QuietHandler, closed_port, oldest_python, run_tasks, serve_http
+
 SYSTEM_PYTHON = Path("/usr/bin/python3")
+OLDEST_PYTHON = oldest_python()
 
 
-def find_oldest_python() -> str | None:
-    """The oldest Python a managed host may have (ansible-core 2.19 modules: 3.8), if this machine has it."""
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates = [shutil.which("python3.8"), *map(str, sorted(pyenv.glob("versions/3.8*/bin/python3.8")))]
-    for candidate in filter(None, candidates):
-        if subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0:
-            return candidate
-    return None
-
-
-OLDEST_PYTHON = find_oldest_python()
-
-
-def run_playbook(
-    tmp_path: Path, tasks: list[dict[str, t.Any]], check: bool = False, python: str | Path = VENV_PYTHON
-) -> dict[str, t.Any]:
-    """Run the tasks on localhost, each registered as r0, r1, ...; return those results by name."""
-    out = tmp_path / f"results-{len(list(tmp_path.glob('results-*')))}.json"
-    names = [f"r{i}" for i in range(len(tasks))]
-    saved = "{{ {" + ", ".join(f"'{name}': {name}" for name in names) + "} | to_json }}"
-    play = {
-        "hosts": "localhost",
-        "gather_facts": False,
-        "tasks": [{**task, "register": name} for task, name in zip(tasks, names, strict=True)]
-        + [{"ansible.builtin.copy": {"content": saved, "dest": str(out)}, "check_mode": False}],
-    }
-    playbook = tmp_path / "playbook.yml"
-    playbook.write_text(json.dumps([play], indent=2))  # JSON is YAML
-    command = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local"]
-    command += ["-e", f"ansible_python_interpreter={python}", str(playbook)] + (["--check"] if check else [])
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".tmp" / "collections"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible-local"),
-        "ANSIBLE_REMOTE_TEMP": str(tmp_path / ".ansible-remote"),
-    }
-    done = subprocess.run(
-        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return t.cast(dict[str, t.Any], json.loads(out.read_text()))
-
-
-class App(BaseHTTPRequestHandler):
+class App(QuietHandler):
     """/health is up, /down is in maintenance, /flaky?key=K fails twice per key, /slow answers too late."""
 
     hits: t.ClassVar[dict[str, int]] = {}
@@ -85,41 +38,11 @@ class App(BaseHTTPRequestHandler):
         else:
             self.answer(503, "<h1>down for maintenance</h1>")
 
-    def answer(self, status: int, body: str) -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: t.Any) -> None:
-        pass
-
-
-def serve(context: ssl.SSLContext | None = None) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), App)
-    if context is not None:
-        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    return httpd, thread
-
 
 @pytest.fixture
 def app() -> t.Iterator[str]:
-    httpd, thread = serve()
-    try:
-        yield f"127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    with serve_http(App) as url:
+        yield url.removeprefix("http://")
 
 
 def probe_tasks(app: str, key: str, refused: int) -> list[dict[str, t.Any]]:
@@ -146,7 +69,7 @@ def probe_tasks(app: str, key: str, refused: int) -> list[dict[str, t.Any]]:
 def test_probes_pass_and_fail_with_evidence(tmp_path: Path, app: str, check_mode: bool) -> None:
     key = "check" if check_mode else "run"
     refused = closed_port()
-    results = run_playbook(tmp_path, probe_tasks(app, key, refused), check=check_mode)
+    results = run_tasks(tmp_path, probe_tasks(app, key, refused), check=check_mode)
     ok, flaky, tcp, down, slow, closed, invalid = (results[f"r{i}"] for i in range(7))
 
     # Never a change, in either mode; in check mode the probe really ran (it only reads).
@@ -177,7 +100,7 @@ def test_probes_pass_and_fail_with_evidence(tmp_path: Path, app: str, check_mode
     reason="needs a Python without jmespath",
 )
 def test_json_query_without_jmespath_names_the_library(tmp_path: Path, app: str) -> None:
-    results = run_playbook(
+    results = run_tasks(
         tmp_path,
         [
             {"fleet.rollout.health_check": {"url": f"http://{app}/health", "body_regex": "ok"}},
@@ -208,18 +131,13 @@ def tls_app(tmp_path: Path) -> t.Iterator[tuple[str, Path]]:
     subprocess.run(command, check=True, capture_output=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    httpd, thread = serve(context)
-    try:
-        yield f"https://127.0.0.1:{httpd.server_address[1]}/health", cert
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serve_http(App, tls=context) as url:
+        yield f"{url}/health", cert
 
 
 def test_https_validates_against_ca_path(tmp_path: Path, tls_app: tuple[str, Path]) -> None:
     url, cert = tls_app
-    results = run_playbook(
+    results = run_tasks(
         tmp_path,
         [
             {"fleet.rollout.health_check": {"url": url, "ca_path": str(cert)}},
@@ -238,7 +156,7 @@ def test_https_validates_against_ca_path(tmp_path: Path, tls_app: tuple[str, Pat
 
 @pytest.mark.skipif(OLDEST_PYTHON is None, reason="python3.8 is not installed here")
 def test_runs_on_the_oldest_managed_host_python(tmp_path: Path, app: str) -> None:
-    results = run_playbook(
+    results = run_tasks(
         tmp_path,
         [
             {"fleet.rollout.health_check": {"url": f"http://{app}/flaky?key=py38", "interval": 0.05}},

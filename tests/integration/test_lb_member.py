@@ -14,15 +14,8 @@ import yaml
 
 from lab.fleet import Lab
 from lab.traffic import Traffic
-from tests.integration.lb_playbooks import (
-    Playbook,
-    Watch,
-    empty_config,
-    servers_state,
-    stat,
-    wait_for_status,
-)
-from tests.support import ROOT, VENV_BIN, ansible_env
+from tests.integration.lb_playbooks import Playbook, Watch, servers_state, stat, wait_for_status
+from tests.support import ROOT, VENV_BIN, ansible_env, empty_config, run_playbook
 from tests.unit.lb_fake_runtime import FakeRuntimeApi
 
 MODULE = "fleet.rollout.lb_member"
@@ -288,11 +281,5 @@ def test_the_examples_run(lab: Lab, tmp_path: Path) -> None:
         ]
         path = tmp_path / f"{module}.yml"
         path.write_text(yaml.safe_dump(play, sort_keys=False))
-        done = subprocess.run(
-            [str(VENV_BIN / "ansible-playbook"), "-i", str(lab.inventory), str(path)],
-            capture_output=True,
-            text=True,
-            env=ansible_env(ANSIBLE_CONFIG=str(empty_config(tmp_path))),
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        done = run_playbook(path, lab.inventory, ANSIBLE_CONFIG=str(empty_config(tmp_path)))
+        assert done.rc == 0, done.stdout + done.stderr

@@ -2,72 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
-import json
 import os
-import shutil
-import subprocess
 import tarfile
-import threading
 import typing as t
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+from tests.support import oldest_python, run_tasks, serve_http
 
-
-def find_oldest_python() -> str | None:
-    """The oldest Python a managed host may have (ansible-core 2.19 modules: 3.8), if this machine has it."""
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates = [shutil.which("python3.8"), *map(str, sorted(pyenv.glob("versions/3.8*/bin/python3.8")))]
-    for candidate in filter(None, candidates):
-        if subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0:
-            return candidate
-    return None
-
-
-OLDEST_PYTHON = find_oldest_python()
-
-
-def run_playbook(
-    tmp_path: Path,
-    tasks: list[dict[str, t.Any]],
-    check: bool = False,
-    diff: bool = False,
-    python: str | Path = VENV_PYTHON,
-) -> dict[str, t.Any]:
-    """Run the tasks on localhost, each registered as r0, r1, ...; return those results by name."""
-    out = tmp_path / f"results-{len(list(tmp_path.glob('results-*')))}.json"
-    names = [f"r{i}" for i in range(len(tasks))]
-    saved = "{{ {" + ", ".join(f"'{name}': {name}" for name in names) + "} | to_json }}"
-    play = {
-        "hosts": "localhost",
-        "gather_facts": False,
-        "tasks": [{**task, "register": name} for task, name in zip(tasks, names, strict=True)]
-        + [{"ansible.builtin.copy": {"content": saved, "dest": str(out)}, "check_mode": False}],
-    }
-    playbook = tmp_path / "playbook.yml"
-    playbook.write_text(json.dumps([play], indent=2))  # JSON is YAML
-    command = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local"]
-    command += ["-e", f"ansible_python_interpreter={python}", str(playbook)]
-    command += (["--check"] if check else []) + (["--diff"] if diff else [])
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".tmp" / "collections"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible-local"),
-        "ANSIBLE_REMOTE_TEMP": str(tmp_path / ".ansible-remote"),
-    }
-    done = subprocess.run(
-        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return t.cast(dict[str, t.Any], json.loads(out.read_text()))
+OLDEST_PYTHON = oldest_python()
 
 
 def make_artifact(path: Path, files: dict[str, str]) -> Path:
@@ -99,17 +45,8 @@ def artifacts(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def artifact_server(artifacts: Path) -> t.Iterator[str]:
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(artifacts))
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serve_http(artifacts) as url:
+        yield url
 
 
 def release(**options: t.Any) -> dict[str, t.Any]:
@@ -120,11 +57,11 @@ def test_deploy_changes_once_and_check_mode_predicts(tmp_path: Path, artifacts: 
     root = tmp_path / "srv" / "app"
     deploy = release(root=str(root), version="1.0.0", src=str(artifacts / "app-1.0.0.tar.gz"))
 
-    predicted = run_playbook(tmp_path, [deploy], check=True)["r0"]
+    predicted = run_tasks(tmp_path, [deploy], check=True)["r0"]
     assert (predicted["changed"], predicted["current"], predicted["installed"]) == (True, "1.0.0", "1.0.0")
     assert not root.exists()  # check mode touched nothing
 
-    first, second = run_playbook(tmp_path, [deploy, deploy], diff=True).values()
+    first, second = run_tasks(tmp_path, [deploy, deploy], diff=True).values()
     assert (first["changed"], second["changed"]) == (True, False)
     assert os.readlink(root / "current") == "releases/1.0.0"
     assert (root / "current" / "VERSION").read_text() == "1.0.0"
@@ -132,7 +69,7 @@ def test_deploy_changes_once_and_check_mode_predicts(tmp_path: Path, artifacts: 
     assert first["diff"]["after"].startswith("current: 1.0.0\n")
     assert second["releases"][0]["installed_at"] == first["releases"][0]["installed_at"]
 
-    again = run_playbook(tmp_path, [deploy], check=True)["r0"]
+    again = run_tasks(tmp_path, [deploy], check=True)["r0"]
     assert again["changed"] is False
     assert "diff" not in again  # only with --diff
 
@@ -163,7 +100,7 @@ def test_lifecycle_url_rollback_bad_marks_and_failures(
         {**release(root=root, version="1.4.0", src=str(artifacts / "evil.tar.gz")), **failing},
         {**release(root=root, state="absent", version="1.0.0"), **failing},
     ]
-    r = run_playbook(tmp_path, tasks)
+    r = run_tasks(tmp_path, tasks)
     assert [r[f"r{i}"]["changed"] for i in range(9)] == [
         True,
         True,
@@ -194,7 +131,7 @@ def test_lifecycle_url_rollback_bad_marks_and_failures(
     assert os.readlink(Path(root) / "current") == "releases/1.0.0"
 
     state_before = (Path(root) / ".release-state.json").read_text()
-    checked = run_playbook(
+    checked = run_tasks(
         tmp_path,
         [
             release(root=root, state="rolled_back", version="1.0.0"),
@@ -220,7 +157,7 @@ def test_runs_on_the_oldest_managed_host_python(tmp_path: Path, artifacts: Path)
         release(root=root, state="marked_bad", version="1.1.0"),
         {**release(root=root, version="1.4.0", src=str(artifacts / "evil.tar.gz")), "ignore_errors": True},
     ]
-    r = run_playbook(tmp_path, tasks, python=str(OLDEST_PYTHON))
+    r = run_tasks(tmp_path, tasks, python=str(OLDEST_PYTHON))
     assert [r[f"r{i}"]["changed"] for i in range(4)] == [True, True, True, True]
     assert r["r3"]["current"] == "1.0.0"
     assert "refusing archive member 'config'" in r["r4"]["msg"]

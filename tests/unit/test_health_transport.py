@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import socket
-import threading
 import typing as t
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import ConnectionFailedError
@@ -15,37 +13,19 @@ from ansible_collections.fleet.rollout.plugins.module_utils._health import (
     tcp_connect,
 )
 
+from tests.support import QuietHandler, closed_port, serve_http
 
-class Handler(BaseHTTPRequestHandler):
+
+class Handler(QuietHandler):
     def do_GET(self) -> None:
         code = 503 if self.path == "/down" else 200
-        body = f"{self.path} {self.headers.get('X-Probe', '-')}".encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: t.Any) -> None:
-        pass
+        self.answer(code, f"{self.path} {self.headers.get('X-Probe', '-')}")
 
 
 @pytest.fixture
 def server() -> t.Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    with serve_http(Handler) as url:
+        yield url
 
 
 def request(url: str, timeout: float = 2.0) -> HttpRequest:
