@@ -55,6 +55,8 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
                 "lab_dir": str(lab.state_dir.resolve()),
                 "lab_artifacts": str(lab.artifacts.resolve()),
                 "lab_frontend_url": lab.frontend_url,
+                # each lab its own rollout locks: a test killed mid-rollout must not block the next lab
+                "deploy_lock_dir": str(lab.state_dir.resolve() / "locks"),
             },
             "children": {
                 "app": {"vars": {"app_port": hosts[0].port, **deploy_vars(lab)}, "hosts": app_hosts},

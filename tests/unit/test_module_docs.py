@@ -7,14 +7,21 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible_collections.fleet.rollout.plugins.module_utils import _health, _lb_tasks
-from ansible_collections.fleet.rollout.plugins.modules import health_check, lb_member, lb_member_info, release
+from ansible_collections.fleet.rollout.plugins.module_utils import _health, _lb_tasks, _lock
+from ansible_collections.fleet.rollout.plugins.modules import (
+    health_check,
+    lb_member,
+    lb_member_info,
+    release,
+    rollout_lock,
+)
 
 SPECS: list[tuple[ModuleType, dict[str, dict[str, Any]]]] = [
     (lb_member, _lb_tasks.MEMBER_ARGUMENT_SPEC),
     (lb_member_info, _lb_tasks.INFO_ARGUMENT_SPEC),
     (health_check, _health.ARGUMENT_SPEC),
     (release, release.ARGUMENT_SPEC),
+    (rollout_lock, _lock.ARGUMENT_SPEC),
 ]
 
 

@@ -1,0 +1,235 @@
+#!/usr/bin/python
+# Copyright (c) fleet.rollout developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: rollout_lock
+short_description: Take or release the rollout lock of a target, so that two rollouts never overlap
+version_added: 1.0.0
+author:
+  - fleet.rollout developers (!UNKNOWN)
+description:
+  - A lock per target (O(name)) held as the file C(<directory>/<name>.lock) on the host the task runs
+    on. Run the task on one host for every rollout of that target, usually the controller (the task
+    keywords C(delegate_to=localhost) and C(run_once=true)); there the action plugin runs it inside
+    the controller process, without shipping a module.
+  - The lock records its owner (O(run_id), user, host, process id), when it was acquired and when it
+    expires (O(ttl) seconds later).
+  - O(state=acquired) creates the lock. A lock already held by the same O(run_id) is left as it is
+    (no change, its expiry is not extended); an expired one of the same O(run_id) is renewed.
+  - A lock held by another run that has not expired fails the task at once, naming the holder, since
+    when it holds the lock and when it expires. A lock past its expiry is taken over, with a warning
+    naming the previous holder. O(force=true) takes it from a live holder too.
+  - O(state=released) removes the lock. Only the run that holds it may release it (another O(run_id)
+    fails, naming the holder) unless O(force=true), which removes whoever holds it and says whom.
+    Releasing a lock that is not held changes nothing.
+  - The lock appears complete or not at all (a fully written file is hard-linked into place), so of
+    several rollouts acquiring at the same moment exactly one wins. Every read-decide-change step holds
+    an exclusive C(flock) on C(<directory>/.<name>.guard), so of two runs taking over the same expired
+    lock exactly one wins as well; the other fails naming the winner. The kernel drops that C(flock)
+    when a process dies.
+  - On a filesystem without C(flock) (some network mounts) the lock is removed by renaming it to a
+    unique name and checking that it was the lock that was judged expired, so a free lock still has one
+    winner; a takeover racing with yet another acquisition is then not fully protected.
+  - A rollout that is killed (for example by Ctrl-C) keeps its lock until the lock expires, then the
+    next rollout takes it over. Choose O(ttl) above the longest rollout.
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Reads the lock and predicts; creates neither the directory nor any file.
+      - A lock held by another run fails in check mode too.
+  diff_mode:
+    description:
+      Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details: The owner record before and after.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+options:
+  name:
+    description:
+      - The target the lock is for, for example the inventory group being rolled out.
+      - Only ASCII letters, digits, V(-), V(_) and V(.) (not as the first character), at most 100 characters;
+        the lock file is C(<directory>/<name>.lock).
+    type: str
+    required: true
+  state:
+    description:
+      - V(acquired) takes the lock for O(run_id); V(released) gives it up.
+    type: str
+    default: acquired
+    choices: [acquired, released]
+  run_id:
+    description:
+      - Identifies one run of the playbook; the same value must be passed to acquire and to release.
+      - Generate it once per run, for example with M(ansible.builtin.set_fact) on localhost (see the
+        examples).
+    type: str
+    required: true
+  ttl:
+    description:
+      - Seconds after acquiring when the lock expires and another run may take it over.
+      - Only used with O(state=acquired). Re-acquiring a live lock with the same O(run_id) does not extend it.
+    type: int
+    default: 3600
+  force:
+    description:
+      - With O(state=acquired), take the lock even from a live holder of another run.
+      - With O(state=released), remove the lock whoever holds it.
+      - Either way the result names the previous holder in RV(previous_holder) and a warning.
+    type: bool
+    default: false
+  directory:
+    description:
+      - The directory of the locks on the host where the task runs, created if missing (mode 0755).
+        Must be absolute (after C(~) expansion).
+      - Every rollout of the same target must use the same host and directory.
+    type: path
+    default: ~/.ansible/fleet-rollout-locks
+notes:
+  - The lock directory must be on a local filesystem or one that supports C(flock) and hard links across
+    all hosts that use it (NFSv4 does), to be safe against every race.
+seealso:
+  - module: fleet.rollout.lb_member
+  - module: fleet.rollout.release
+"""
+
+EXAMPLES = r"""
+# First play: a run id made once (no facts needed), then the lock, on the controller.
+- name: Make this run's id
+  ansible.builtin.set_fact:
+    rollout_run_id: >-
+      {{ lookup('ansible.builtin.password', '/dev/null', chars=['ascii_lowercase', 'digits'], length=16) }}
+  delegate_to: localhost
+  delegate_facts: true
+  run_once: true
+
+- name: Take the rollout lock of the app group
+  fleet.rollout.rollout_lock:
+    name: app
+    run_id: "{{ hostvars['localhost'].rollout_run_id }}"
+    ttl: 7200
+    directory: /var/lib/fleet-rollout/locks
+  delegate_to: localhost
+  run_once: true
+
+# Last play (hosts: localhost): give it back.
+- name: Release the rollout lock of the app group
+  fleet.rollout.rollout_lock:
+    name: app
+    state: released
+    run_id: "{{ rollout_run_id }}"
+    directory: /var/lib/fleet-rollout/locks
+
+- name: Break a lock left by a run that is known to be dead
+  fleet.rollout.rollout_lock:
+    name: app
+    state: released
+    run_id: operator-cleanup
+    force: true
+    directory: /var/lib/fleet-rollout/locks
+"""
+
+RETURN = r"""
+lock:
+  description: The owner record of the lock now; null once released (or when it was not held).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: The lock's O(name).
+      type: str
+    run_id:
+      description: The run that holds the lock.
+      type: str
+    user:
+      description: The user that acquired it, on the host that holds the lock directory.
+      type: str
+    host:
+      description: The host name of the machine where the lock was taken.
+      type: str
+    pid:
+      description: The process that took the lock (an Ansible worker or module process; for information only).
+      type: int
+    acquired_at:
+      description: When the lock was acquired, ISO 8601 in UTC.
+      type: str
+    expires_at:
+      description: When the lock expires, ISO 8601 in UTC.
+      type: str
+    ttl:
+      description: The lock's time to live in seconds.
+      type: int
+  sample:
+    name: app
+    run_id: k3v9x0q2m1c8d7ze
+    user: deploy
+    host: ctl01
+    pid: 41234
+    acquired_at: "2025-01-31T10:00:00+00:00"
+    expires_at: "2025-01-31T12:00:00+00:00"
+    ttl: 7200
+previous_holder:
+  description:
+    - The owner record of the lock of another run that was taken over (expired), broken with O(force), or
+      released with O(force); null otherwise.
+    - For a lock file that was not a lock record, a dict with the key C(unreadable) saying why.
+  returned: always
+  type: dict
+  sample:
+    name: app
+    run_id: 0f3c2b1a9e8d7c6b
+    user: alice
+    host: ctl02
+    pid: 977
+    acquired_at: "2025-01-31T07:00:00+00:00"
+    expires_at: "2025-01-31T08:00:00+00:00"
+    ttl: 3600
+taken_over:
+  description: Whether the lock was taken from another run (expired, or live with O(force)) when acquiring.
+  returned: always
+  type: bool
+  sample: false
+path:
+  description: The lock file.
+  returned: always
+  type: str
+  sample: /var/lib/fleet-rollout/locks/app.lock
+msg:
+  description: What was done, or why it failed.
+  returned: always
+  type: str
+  sample: acquired rollout lock 'app' for run k3v9x0q2m1c8d7ze
+holder:
+  description: The owner record of the lock that made the task fail (see RV(lock) for its keys).
+  returned: failure, when the lock is held by another run
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
+from ansible_collections.fleet.rollout.plugins.module_utils._lock import (
+    ARGUMENT_SPEC,
+    SPEC_CONSTRAINTS,
+    run_lock,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_CONSTRAINTS)
+    try:
+        result = run_lock(module.params, module.check_mode, module._diff)
+    except FleetRolloutError as exc:
+        module.fail_json(msg=exc.message, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
