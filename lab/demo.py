@@ -32,6 +32,7 @@ def demo(lab: Lab) -> int:
         result = traffic.stop()
         print()
         print(f"rollout: exit {rollout.returncode} in {rollout_seconds:.1f}s wall time")
+        print(*[line for line in rollout.stdout.splitlines() if line.startswith("ROLLOUT")], sep="\n")
         print(format_summary(result))
         print(format_status(lab.status()))
         if rollout.returncode != 0:
@@ -45,6 +46,8 @@ def demo(lab: Lab) -> int:
 def run_deploy(lab: Lab, version: str, artifact: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ}
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(REPO / ".tmp" / "collections"))
+    env.setdefault("ANSIBLE_CALLBACKS_ENABLED", "fleet.rollout.rollout_journal")
+    env.setdefault("FLEET_ROLLOUT_JOURNAL_DIR", str(REPO / ".tmp" / "journal"))
     playbook = Path(sys.executable).parent / "ansible-playbook"
     command = [str(playbook), "fleet.rollout.deploy", "-i", str(lab.inventory)]
     command += ["-e", f"deploy_version={version}", "-e", f"deploy_artifact={artifact}"]

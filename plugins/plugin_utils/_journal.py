@@ -1,0 +1,460 @@
+# Copyright (c) fleet.rollout developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Private to this collection: not a public API, may change without notice.
+"""The rollout journal of the fleet.rollout.rollout_journal callback: what it records and how it writes.
+
+Pure Python with no Ansible imports, so it is unit-tested on its own. The callback turns Ansible's events
+into calls on :class:`Journal` (a host's task started, a task finished with a status) and hands
+:class:`JournalFile` the moments the journal changed; the file is rewritten atomically (a temporary file
+renamed over it), at most every ``interval`` seconds, with a trailing write so that the last change is on
+disk within ``interval`` even when no further event comes. A process killed at any moment leaves either
+the previous or the next complete journal, never a partial one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+FORMAT_VERSION = 1
+
+# Task statuses the callback reports. "ignored" is a failure the task's ignore_errors let pass.
+OK = "ok"
+CHANGED = "changed"
+FAILED = "failed"
+UNREACHABLE = "unreachable"
+SKIPPED = "skipped"
+IGNORED = "ignored"
+_SEVERITY = {OK: 0, IGNORED: 0, CHANGED: 1, FAILED: 2, UNREACHABLE: 3}
+
+# Host outcomes. While the run goes on: waiting (no phase of the roles yet), running, failed (its last task
+# failed; a rescue may still bring it back). At the end, from the play recap: ok, failed, unreachable, or
+# untouched (no task of the roles ran on it).
+WAITING, RUNNING, UNTOUCHED = "waiting", "running", "untouched"
+REVERTED = "reverted"  # ok, and the rollback role took it back (the revert of a halted rollout)
+
+# Phases of tasks outside the roles: before the host's first role task, and after it.
+PREFLIGHT, AFTER = "preflight", "after"
+# The deploy role's main.yml (and any role's argument validation) only checks its input.
+CHECK = "check"
+RECOVER = "recover"
+ROLLBACK = "rollback"
+
+_ROLE_FILE = re.compile(r"(?:^|/)roles/(deploy|rollback)/tasks/([^/]+?)\.ya?ml(?::\d+)?$")
+_NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+MSG_LIMIT = 2000
+
+
+def phase_of(chain: Sequence[str], *, in_role: bool) -> str | None:
+    """The phase of a task from the paths (``file:line``) of the task and of its parents, innermost first:
+    the task file of the fleet.rollout deploy role it comes from (``drain``, ``switch``, ...), through
+    imports and includes, so a hook's tasks belong to the step that ran the hook. Everything under
+    ``recover.yml`` is ``recover``, the rollback role's own tasks are ``rollback`` and the deploy role's
+    ``main.yml`` is ``check``. ``None`` for a task outside the roles; ``check`` for a role task without a
+    task file (the argument validation)."""
+    files = [match.groups() for match in map(_ROLE_FILE.search, chain) if match]
+    if ("deploy", "recover") in files:
+        return RECOVER
+    if files:
+        role, stem = files[0]
+        if role == "rollback":
+            return ROLLBACK
+        return CHECK if stem == "main" else stem
+    return CHECK if in_role else None
+
+
+def timestamp(seconds: float) -> str:
+    """UTC ISO 8601 with milliseconds, e.g. ``2026-05-09T07:35:25.123Z``."""
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def file_name(run_id: str, target: str) -> str:
+    """``<run id>-<target>.json`` with anything but letters, digits, ``.``, ``_`` and ``-`` replaced."""
+    safe = _NOT_IN_A_NAME.sub("_", target).strip("._") or "all"
+    return f"{run_id}-{safe[:80]}.json"
+
+
+def new_run_id(now: float, pid: int) -> str:
+    """Sortable and unique on one controller: ``20260509T073525Z-4242``."""
+    return f"{datetime.fromtimestamp(now, tz=UTC):%Y%m%dT%H%M%SZ}-{pid}"
+
+
+def plain(value: Any) -> Any:
+    """A JSON value made of plain types (templated values may be subclasses, or odd types)."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    for kind in (bool, int, float, str):  # bool first: it is an int
+        if isinstance(value, kind):
+            return kind(value)
+    return None if value is None else str(value)
+
+
+def short(message: Any) -> str | None:
+    """A message for the journal: text, at most MSG_LIMIT characters."""
+    if message is None or message == "":
+        return None
+    text = message if isinstance(message, str) else json.dumps(plain(message))
+    return text if len(text) <= MSG_LIMIT else text[: MSG_LIMIT - 3] + "..."
+
+
+@dataclass
+class Phase:
+    """Consecutive tasks of one host from the same step. ``outcome`` is the worst status of its tasks."""
+
+    name: str
+    started_at: float
+    ended_at: float
+    outcome: str
+    tasks: int = 1
+    failed_task: str | None = None
+    msg: str | None = None
+
+    def add(self, task: str, status: str, at: float, msg: str | None) -> None:
+        self.tasks += 1
+        self.ended_at = at
+        self.note(task, status, msg)
+
+    def note(self, task: str, status: str, msg: str | None) -> None:
+        if _SEVERITY.get(status, 0) > _SEVERITY.get(self.outcome, 0):
+            self.outcome = status
+        if status in (FAILED, UNREACHABLE):
+            self.failed_task, self.msg = task, msg
+
+    def to_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "phase": self.name,
+            "started_at": timestamp(self.started_at),
+            "ended_at": timestamp(self.ended_at),
+            "seconds": round(max(0.0, self.ended_at - self.started_at), 3),
+            "outcome": self.outcome,
+            "tasks": self.tasks,
+        }
+        if self.failed_task is not None:
+            entry["failed_task"] = self.failed_task
+        if self.msg is not None:
+            entry["msg"] = self.msg
+        return entry
+
+
+@dataclass
+class _InFlight:
+    task: str
+    phase: str
+    since: float
+    key: str
+
+
+@dataclass
+class HostRecord:
+    phases: list[Phase] = field(default_factory=list)
+    outcome: str = WAITING
+    running: _InFlight | None = None
+    msg: str | None = None
+
+    @property
+    def touched(self) -> bool:
+        """Whether any task of the roles ran here (or is running)."""
+        in_role = (p.name not in (PREFLIGHT, AFTER) for p in self.phases)
+        return any(in_role) or (self.running is not None and self.running.phase not in (PREFLIGHT, AFTER))
+
+    def to_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"outcome": self.outcome}
+        if self.msg is not None:
+            entry["msg"] = self.msg
+        if self.running is not None:
+            entry["running"] = {
+                "phase": self.running.phase,
+                "task": self.running.task,
+                "since": timestamp(self.running.since),
+            }
+        entry["phases"] = [phase.to_dict() for phase in self.phases]
+        return entry
+
+
+@dataclass(frozen=True)
+class HostTotals:
+    """A host's counters from the play recap that decide its outcome."""
+
+    failures: int = 0
+    unreachable: int = 0
+
+
+class Journal:
+    """The state of one run: its settings, every host's phases, and the result."""
+
+    FIELDS = ("playbook", "target", "version", "window", "canary", "strategy", "check_mode", "ansible_core")
+
+    def __init__(self, run_id: str, started_at: float) -> None:
+        self.run_id = run_id
+        self.started_at = started_at
+        self.finished_at: float | None = None
+        self.result = RUNNING
+        self.msg: str | None = None
+        self.settings: dict[str, Any] = dict.fromkeys(self.FIELDS)
+        self.plays: list[dict[str, Any]] = []
+        self.hosts: dict[str, HostRecord] = {}
+        self.summary: dict[str, list[str]] | None = None
+
+    # ---- what the callback reports ------------------------------------------------------------------
+    def set(self, **settings: Any) -> None:
+        """Record settings of the run; ``None`` leaves a setting as it was."""
+        for name, value in settings.items():
+            if name not in self.settings:
+                raise KeyError(name)
+            if value is not None:
+                self.settings[name] = plain(value)
+
+    def play_started(self, name: str, strategy: str | None, hosts: Iterable[str], at: float) -> None:
+        self.plays.append({"name": name, "strategy": strategy, "started_at": timestamp(at)})
+        for host in hosts:
+            self.host(host)
+
+    def host(self, name: str) -> HostRecord:
+        return self.hosts.setdefault(name, HostRecord())
+
+    def task_started(self, host: str, task: str, phase: str | None, *, at: float, key: str = "") -> None:
+        """A task was queued for a host; ``phase`` is None for a task outside the roles. ``key`` (the
+        task's id) matches the start with the result (whose name may have been templated since)."""
+        record = self._record(host, phase)
+        if record is None:
+            return
+        record.running = _InFlight(task, phase or self._outside(record), at, key or task)
+        if record.touched and record.outcome == WAITING:
+            record.outcome = RUNNING
+
+    def task_finished(
+        self,
+        host: str,
+        task: str,
+        phase: str | None,
+        status: str,
+        *,
+        at: float,
+        msg: str | None = None,
+        key: str = "",
+    ) -> None:
+        """A task's result. Skipped tasks make no phase; consecutive tasks of one phase share an entry.
+        Tasks outside the roles count only on the target hosts (those of the plays on the target)."""
+        record = self._record(host, phase)
+        if record is None:
+            return
+        running, record.running = record.running, None
+        if status == SKIPPED:
+            return
+        name = phase or self._outside(record)
+        started = running.since if running and running.key == (key or task) else at
+        msg = short(msg) if status in (FAILED, UNREACHABLE) else None
+        last = record.phases[-1] if record.phases else None
+        if last is not None and last.name == name:
+            last.add(task, status, at, msg)
+        else:
+            record.phases.append(Phase(name, started, at, OK if status == IGNORED else status))
+            record.phases[-1].note(task, status, msg)
+        if status in (FAILED, UNREACHABLE):
+            record.outcome, record.msg = status, msg
+        elif record.touched:
+            record.outcome = RUNNING
+
+    def finish(self, totals: Mapping[str, HostTotals], at: float) -> None:
+        """The play recap arrived: every host's outcome, the summary and the result."""
+        groups: dict[str, list[str]] = {OK: [], REVERTED: [], FAILED: [], UNREACHABLE: [], UNTOUCHED: []}
+        for name, record in self.hosts.items():
+            record.running = None
+            count = totals.get(name, HostTotals())
+            if count.unreachable:
+                record.outcome = UNREACHABLE
+            elif count.failures:
+                record.outcome = FAILED
+            else:
+                reverted = any(phase.name == ROLLBACK for phase in record.phases)
+                record.outcome = REVERTED if reverted else OK if record.touched else UNTOUCHED
+                record.msg = None
+            groups[record.outcome].append(name)
+        self.summary = groups
+        bad = groups[FAILED] or groups[UNREACHABLE]
+        # halted: some hosts were rolled and the others never started (a failure or end_play stopped it)
+        halted = bool(groups[UNTOUCHED]) and any(record.touched for record in self.hosts.values())
+        self.result = "halted" if halted else FAILED if bad else "succeeded"
+        self.finished_at = at
+
+    def interrupt(self, at: float, msg: str) -> None:
+        """The run ended without its recap (a signal, or an error that stopped ansible-playbook)."""
+        self.result, self.msg, self.finished_at = "interrupted", msg, at
+
+    # ---- what is written ----------------------------------------------------------------------------
+    def to_dict(self, now: float) -> dict[str, Any]:
+        data: dict[str, Any] = {"journal_format": FORMAT_VERSION, "run_id": self.run_id}
+        data.update(self.settings)
+        data.update(
+            result=self.result,
+            started_at=timestamp(self.started_at),
+            updated_at=timestamp(now),
+            finished_at=None if self.finished_at is None else timestamp(self.finished_at),
+        )
+        if self.msg is not None:
+            data["msg"] = self.msg
+        if self.summary is not None:
+            data["summary"] = self.summary
+        data["plays"] = self.plays
+        data["hosts"] = {name: record.to_dict() for name, record in self.hosts.items()}
+        return data
+
+    def _record(self, host: str, phase: str | None) -> HostRecord | None:
+        if host in self.hosts:
+            return self.hosts[host]
+        return None if phase is None else self.host(host)
+
+    @staticmethod
+    def _outside(record: HostRecord) -> str:
+        return AFTER if record.touched else PREFLIGHT
+
+
+_WRITES = itertools.count()
+
+
+def write_atomic(path: Path, data: Mapping[str, Any], *, durable: bool = False) -> None:
+    """Replace ``path`` with ``data`` as JSON: written to a temporary file beside it, then renamed over
+    it, so a reader (or a process killed mid-write) sees the old or the new journal, whole. ``durable``
+    also syncs to disk (which only matters for a crash of the machine, not of the process)."""
+    text = json.dumps(data, indent=1, default=str) + "\n"
+    # a name of its own for every write: a write from a signal handler never shares a file with the
+    # write it interrupted
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{next(_WRITES)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # only left when the write or the rename failed
+    if durable:
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+TimerFactory = Callable[[float, Callable[[], None]], Timer]
+
+
+def start_timer(delay: float, action: Callable[[], None]) -> Timer:
+    """A daemon thread that runs ``action`` after ``delay`` seconds unless cancelled."""
+    timer = threading.Timer(delay, action)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+class JournalFile:
+    """Writes what ``render(now)`` returns to ``path``: at once when the last write is ``interval`` seconds
+    old, else once that much time has passed (one pending timer at most), and for good on ``close``.
+
+    ``lock`` guards the journal as well: the callback holds it while it changes the journal, and the
+    timer's write takes it too. Errors go to ``on_error`` (an OSError: the journal is a record, it must
+    never stop a rollout); the next change tries again."""
+
+    def __init__(
+        self,
+        path: Path,
+        render: Callable[[float], Mapping[str, Any]],
+        *,
+        interval: float = 0.2,
+        on_error: Callable[[OSError], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        timer: TimerFactory = start_timer,
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self.path = path
+        self.lock = lock if lock is not None else threading.RLock()
+        self.writes = 0
+        self._render = render
+        self._interval = max(0.0, interval)
+        self._on_error = on_error
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._timer_factory = timer
+        self._timer: Timer | None = None
+        self._last_write = -math.inf
+        self._dirty = False
+        self._closed = False
+
+    @property
+    def pending(self) -> bool:
+        """Whether a change waits for its (timed) write."""
+        return self._dirty
+
+    def changed(self) -> None:
+        """The journal changed: write now if the last write is old enough, else make sure a write follows."""
+        with self.lock:
+            if self._closed:
+                return
+            self._dirty = True
+            wait = self._last_write + self._interval - self._clock()
+            if wait <= 0:
+                self._write()
+            elif self._timer is None:
+                self._timer = self._timer_factory(wait, self._on_timer)
+
+    def flush(self) -> None:
+        """Write now if anything changed since the last write."""
+        with self.lock:
+            if self._dirty and not self._closed:
+                self._write()
+
+    def close(self) -> None:
+        """Write the final state (synced to disk) and stop; later changes are not written."""
+        with self.lock:
+            if self._closed:
+                return
+            self._cancel_timer()
+            self._write(durable=True)
+            self._closed = True
+
+    def _on_timer(self) -> None:
+        with self.lock:
+            self._timer = None
+            self.flush()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _write(self, *, durable: bool = False) -> None:
+        self._cancel_timer()
+        self._dirty = False
+        self._last_write = self._clock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, self._render(self._wall_clock()), durable=durable)
+        except OSError as error:
+            self._dirty = True
+            if self._on_error is not None:
+                self._on_error(error)
+            return
+        self.writes += 1
