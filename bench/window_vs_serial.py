@@ -1,0 +1,453 @@
+"""Bench: the rolling window against `serial` batches + linear, on uneven per-host deploy times.
+
+What: one lab of --hosts hosts behind a real HAProxy, light traffic through it. Each host gets its own
+seconds of deploy work from a seeded map (most 1-3 s, a few 10 s stragglers), done by a deploy hook
+(deploy_hooks.after_switch = bench/window_vs_serial/work.yml: `command: sleep N` on the host). The real
+playbook `fleet.rollout.deploy` then rolls the lab twice, one run after the other, both with -f --forks
+and the same work map: with the rolling strategy (rollout_window=--window, rollout_canary=0 so both runs do
+the same hosts the same way) and with `-e rollout_strategy=linear` (serial batches of --window).
+
+Measured, not assumed: a callback (bench/window_vs_serial/window_busy.py) logs every host's task starts and
+results on the controller's monotonic clock. Busy time of a host = from the start of its first task in the
+roll play to the result of its last one. Lower bound = max(sum(busy) / window, max(busy)), from the rolling
+run's busy times. Wall = the whole `ansible-playbook` (start-up and the other plays included); play = the
+roll play alone (first task started to last result). Targets: rolling wall <= 0.6x linear wall and
+<= 1.4x the lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for `lab`
+
+from lab.fleet import Lab
+from lab.traffic import Traffic, TrafficResult
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "bench" / "window_vs_serial"
+HOOK = HERE / "work.yml"
+STATE = ROOT / ".tmp" / "bench-window"
+LOGS = ROOT / ".tmp" / "bench-window-logs"
+ROLL_PLAY = "Roll the release across the targets"  # the names of playbooks/deploy.yml's plays
+RESULTS = {"ok", "failed", "skipped", "unreachable"}
+TARGET_VS_SERIAL, TARGET_VS_BOUND = 0.6, 1.4
+STRAGGLER_SECONDS = 10.0
+TRAFFIC_MAX_SECONDS = 3600.0
+
+
+def work_map(hosts: list[str], seed: int, stragglers: int, scale: float = 1.0) -> dict[str, float]:
+    """Seconds of work per host: `stragglers` hosts of 10 s, the others 1-3 s (0.1 s steps); times scale."""
+    rng = random.Random(seed)
+    slow = set(rng.sample(hosts, stragglers))
+    work = {h: STRAGGLER_SECONDS if h in slow else round(rng.uniform(1.0, 3.0), 1) for h in hosts}
+    return {h: round(seconds * scale, 2) for h, seconds in work.items()}
+
+
+@dataclass(frozen=True)
+class Span:
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class Run:
+    label: str
+    version: str
+    rc: int
+    output: str
+    wall: float
+    cpu: float  # CPU seconds of ansible-playbook and everything it started (workers, modules, sleeps)
+    main_cpu: float  # CPU seconds of ansible-playbook's main process alone (the strategy, the results)
+    machine_busy: float  # share of all cores busy during the run, everyone's work included
+    load: tuple[float, float]  # 1-min load average at the start and at the end
+    traffic: TrafficResult | None
+    busy: dict[str, Span] = field(default_factory=dict)  # per host, in the roll play
+    tasks: dict[str, list[float]] = field(default_factory=dict)  # seconds per task name, in the roll play
+    plays: dict[str, Span] = field(default_factory=dict)  # every play, first task start to last result
+
+    @property
+    def play(self) -> Span:
+        return Span(min(s.start for s in self.busy.values()), max(s.end for s in self.busy.values()))
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+class LoadSampler:
+    """The 1-minute load average, once a second, while the runs go."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-load", daemon=True)
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(1.0)
+
+
+class MainCpu:
+    """The CPU time of one process (not its children), read from /proc every 0.1 s until it exits."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-main-cpu", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        ticks = os.sysconf("SC_CLK_TCK")
+        while True:
+            try:
+                stat = Path(f"/proc/{self.pid}/stat").read_text()
+            except OSError:
+                return
+            fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+            if fields[0] == "Z":
+                return  # exited: a zombie's counters are its children's too
+            self.seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+            if self._stop.wait(0.1):
+                return
+
+
+def task_seconds(log: Path, play: str) -> dict[str, list[float]]:
+    """Per task name (role prefix dropped): each host's seconds from its start to its result."""
+    started: dict[tuple[str, str], float] = {}
+    seconds: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if event["play"] != play or not event["host"]:
+            continue
+        key = (event["host"], event["task"])
+        if event["event"] == "start":
+            started[key] = event["t"]
+        elif event["event"] in RESULTS and key in started:
+            name = event["task"].split(" : ", 1)[-1]
+            seconds.setdefault(name, []).append(event["t"] - started.pop(key))
+    return seconds
+
+
+def play_spans(log: Path) -> dict[str, Span]:
+    """Per play, in order: from its first task start to its last task result, any host."""
+    found: dict[str, Span] = {}
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if not event["host"]:
+            continue
+        seen = found.get(event["play"], Span(event["t"], event["t"]))
+        found[event["play"]] = Span(min(seen.start, event["t"]), max(seen.end, event["t"]))
+    return found
+
+
+def spans(log: Path, play: str) -> dict[str, Span]:
+    """Per host: from its first task start to its last task result in the play named `play`."""
+    starts: dict[str, float] = {}
+    ends: dict[str, float] = {}
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if event["play"] != play or not event["host"]:
+            continue
+        host, t = event["host"], event["t"]
+        if event["event"] == "start":
+            starts[host] = min(t, starts.get(host, t))
+        elif event["event"] in RESULTS:
+            ends[host] = max(t, ends.get(host, t))
+    return {h: Span(starts[h], ends[h]) for h in sorted(starts) if h in ends}
+
+
+def deploy(lab: Lab, args: argparse.Namespace, label: str, version: str, work: dict[str, float]) -> Run:
+    artifact = lab.build(version)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"{label}-{version}.jsonl"
+    log.unlink(missing_ok=True)
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "fleet.rollout.deploy"]
+    command += ["-i", str(lab.inventory), "-f", str(args.forks)]
+    command += ["-e", f"deploy_version={version}", "-e", f"deploy_artifact={artifact.resolve()}"]
+    command += ["-e", f"rollout_window={args.window}", "-e", "rollout_canary=0"]
+    command += ["-e", json.dumps({"deploy_hooks": {"after_switch": str(HOOK)}, "bench_work": work})]
+    if label == "linear":
+        command += ["-e", "rollout_strategy=linear"]
+    env = {
+        **os.environ,
+        "ANSIBLE_CALLBACK_PLUGINS": str(HERE),
+        "ANSIBLE_CALLBACKS_ENABLED": "window_busy",
+        "WINDOW_BUSY_LOG": str(log),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",  # the one for third-party strategies (docs/strategy.md)
+    }
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".tmp" / "collections"))
+    traffic = Traffic(lab.frontend_url, rate=args.rate, seconds=TRAFFIC_MAX_SECONDS) if args.rate else None
+    if traffic:
+        traffic.start()
+    load_before = os.getloadavg()[0]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    machine_before = cpu_times()
+    started = time.monotonic()
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
+    ) as process:
+        main_cpu = MainCpu(process.pid)
+        output, _ = process.communicate()
+        wall = time.monotonic() - started
+        main_cpu.stop()
+    machine_after = cpu_times()
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    traffic_result = traffic.stop() if traffic else None
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    busy = (machine_after[0] - machine_before[0]) / max(1.0, machine_after[1] - machine_before[1])
+    run = Run(
+        label,
+        version,
+        process.returncode,
+        output,
+        wall,
+        cpu,
+        main_cpu.seconds,
+        busy,
+        (load_before, os.getloadavg()[0]),
+        traffic_result,
+    )
+    if log.exists():
+        run.busy = spans(log, ROLL_PLAY)
+        run.tasks = task_seconds(log, ROLL_PLAY)
+        run.plays = play_spans(log)
+    return run
+
+
+def check(lab: Lab, run: Run, hosts: list[str]) -> list[str]:
+    """What went wrong: the exit code, hosts not on the version, hosts not timed, failed requests."""
+    problems = []
+    if run.rc != 0:
+        problems.append(f"{run.label}: ansible-playbook exited {run.rc}:\n{run.output[-4000:]}")
+    behind = [h.name for h in lab.hosts if h.current_release() != run.version]
+    if behind:
+        problems.append(f"{run.label}: not on {run.version}: {', '.join(behind)}")
+    untimed = sorted(set(hosts) - set(run.busy))
+    if untimed:
+        problems.append(f"{run.label}: no task times for {', '.join(untimed)}")
+    if run.traffic and run.traffic.failed:
+        problems.append(f"{run.label}: {run.traffic.failed} of {run.traffic.sent} requests failed")
+    return problems
+
+
+def lower_bound(run: Run, window: int) -> float:
+    seconds = [s.seconds for s in run.busy.values()]
+    return max(sum(seconds) / window, *seconds)
+
+
+def idle_slots(run: Run, window: int) -> tuple[float, float]:
+    """Slot-seconds left idle in the roll play: before the last host started (admission) and after (tail)."""
+    play = run.play
+    last_start = max(s.start for s in run.busy.values())
+
+    def used(a: float, b: float) -> float:
+        return sum(max(0.0, min(b, s.end) - max(a, s.start)) for s in run.busy.values())
+
+    before = window * (last_start - play.start) - used(play.start, last_start)
+    after = window * (play.end - last_start) - used(last_start, play.end)
+    return before, after
+
+
+def batches(hosts: list[str], window: int) -> list[list[str]]:
+    """`serial: window` batches of the hosts, in inventory order."""
+    return [hosts[i : i + window] for i in range(0, len(hosts), window)]
+
+
+def report_repeat(rolling: Run, linear: Run, work: dict[str, float], window: int) -> dict[str, float]:
+    bound = lower_bound(rolling, window)
+    print()
+    print(f"{'host':<6} {'work':>5} {'busy rolling':>13} {'busy linear':>12}")
+    for host in sorted(work):
+        busy = rolling.busy[host].seconds, linear.busy[host].seconds
+        print(f"{host:<6} {work[host]:>5.1f} {busy[0]:>13.2f} {busy[1]:>12.2f}")
+    for run in (rolling, linear):
+        seconds = [s.seconds for s in run.busy.values()]
+        overhead = [run.busy[h].seconds - work[h] for h in work]
+        print(
+            f"{run.label}: busy sum {sum(seconds):.1f} s, max {max(seconds):.2f} s; per-host overhead "
+            f"(busy - work) median {statistics.median(overhead):.2f} s "
+            f"({min(overhead):.2f}-{max(overhead):.2f})"
+        )
+    print(
+        f"lower bound = max({sum(s.seconds for s in rolling.busy.values()):.1f} / {window}, "
+        f"{max(s.seconds for s in rolling.busy.values()):.2f}) = {bound:.2f} s (rolling run's busy times)"
+    )
+    print()
+    print(f"{'run':<8} {'wall (s)':>9} {'play (s)':>9} {'ratio to serial':>16} {'ratio to lower bound':>21}")
+    for run in (rolling, linear):
+        wall_ratios = f"{run.wall / linear.wall:.2f} ({run.play.seconds / linear.play.seconds:.2f})"
+        bound_ratios = f"{run.wall / bound:.2f} ({run.play.seconds / bound:.2f})"
+        print(
+            f"{run.label:<8} {run.wall:>9.1f} {run.play.seconds:>9.1f} {wall_ratios:>16} {bound_ratios:>21}"
+        )
+    print("  (ratios of wall time; of the roll play alone in parentheses)")
+    vs_serial, vs_bound = rolling.wall / linear.wall, rolling.wall / bound
+    verdicts = (
+        f"rolling wall <= {TARGET_VS_SERIAL}x serial + linear: {vs_serial:.2f} "
+        + ("PASS" if vs_serial <= TARGET_VS_SERIAL else "MISS"),
+        f"rolling wall <= {TARGET_VS_BOUND}x lower bound: {vs_bound:.2f} "
+        + ("PASS" if vs_bound <= TARGET_VS_BOUND else "MISS"),
+    )
+    print("targets: " + "; ".join(verdicts))
+    print()
+    print(f"{'task (roll play)':<58} {'median s rolling':>16} {'median s linear':>15}")
+    for name, seconds in rolling.tasks.items():
+        other = linear.tasks.get(name, [])
+        linear_median = f"{statistics.median(other):.2f}" if other else "-"
+        print(f"{name[:58]:<58} {statistics.median(seconds):>16.2f} {linear_median:>15}")
+    print()
+    print("where the time goes:")
+    for run in (rolling, linear):
+        plays = " + ".join(
+            f"{span.seconds:.1f} s {name.split(' ', 1)[0].lower()}" for name, span in run.plays.items()
+        )
+        rest = run.wall - sum(span.seconds for span in run.plays.values())
+        print(
+            f"  {run.label}: wall {run.wall:.1f} s = plays {plays} + start-up and between plays {rest:.1f} s"
+        )
+        print(
+            f"  {run.label}: ansible-playbook CPU {run.cpu:.1f} s (its main process {run.main_cpu:.1f} s, "
+            f"workers and modules the rest); all cores {run.machine_busy:.0%} busy; "
+            f"load {run.load[0]:.2f} -> {run.load[1]:.2f}"
+        )
+        if run.traffic:
+            print(f"  {run.label}: traffic sent {run.traffic.sent}, failed {run.traffic.failed}")
+    admission, tail = idle_slots(rolling, window)
+    in_flight = sum(s.seconds for s in rolling.busy.values()) / rolling.play.seconds
+    print(
+        f"  rolling: {in_flight:.2f} hosts in flight on average (window {window}); idle slot-seconds "
+        f"{admission:.1f} before the last host started, {tail:.1f} after"
+    )
+    serial_bound = 0.0
+    for number, batch in enumerate(batches(sorted(work), window), 1):
+        span = Span(min(linear.busy[h].start for h in batch), max(linear.busy[h].end for h in batch))
+        slowest = max(linear.busy[h].seconds for h in batch)
+        serial_bound += max(rolling.busy[h].seconds for h in batch)
+        names = ", ".join(f"{h}({work[h]:g})" for h in batch)
+        print(
+            f"  linear batch {number}: {names}: {span.seconds:.1f} s, its slowest host busy {slowest:.1f} s"
+        )
+    print(
+        f"  serial batches of the rolling run's busy times: {serial_bound:.1f} s (each batch's slowest, "
+        f"summed); lower bound / that = {bound / serial_bound:.2f}, the best ratio these busy times allow"
+    )
+    cores = os.cpu_count() or 1
+    per_host = rolling.cpu / len(work), linear.cpu / len(work)
+    print(
+        f"  controller CPU per host: rolling {per_host[0]:.2f} s, linear {per_host[1]:.2f} s; "
+        f"rolling's CPU alone fills all {cores} cores for {rolling.cpu / cores:.1f} s"
+    )
+    return {
+        "rolling_wall": rolling.wall,
+        "linear_wall": linear.wall,
+        "rolling_play": rolling.play.seconds,
+        "linear_play": linear.play.seconds,
+        "bound": bound,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--window", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--stragglers", type=int, default=None, help="10 s hosts (default 15%% of the hosts)")
+    parser.add_argument("--forks", type=int, default=10, help="ansible-playbook -f (at least the window)")
+    parser.add_argument("--rate", type=float, default=20.0, help="requests/s through HAProxy (0: none)")
+    parser.add_argument("--repeats", type=int, default=1, help="rolling + linear pairs on the same lab")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every host's work (to see the per-host overhead's share)",
+    )
+    args = parser.parse_args()
+    if args.forks < args.window:
+        parser.error("--forks must be at least --window (a host in flight needs a worker)")
+    stragglers = args.stragglers if args.stragglers is not None else max(1, round(args.hosts * 0.15))
+    lab = Lab(STATE)
+    print(f"bench: bringing up a {args.hosts}-host lab in {STATE.relative_to(ROOT)}", flush=True)
+    lab.up(hosts=args.hosts)
+    problems: list[str] = []
+    figures: list[dict[str, float]] = []
+    try:
+        hosts = [h.name for h in lab.hosts]
+        work = work_map(hosts, args.seed, stragglers, args.scale)
+        print(
+            f"work (seed {args.seed}, scale {args.scale:g}, {stragglers} stragglers, "
+            f"{sum(work.values()):.1f} s in all): " + ", ".join(f"{h}={s:g}" for h, s in work.items())
+        )
+        print(
+            f"window {args.window}, forks {args.forks}, canary off, traffic {args.rate:g} req/s; "
+            f"cores {os.cpu_count()}, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+            flush=True,
+        )
+        with LoadSampler() as load:
+            for repeat in range(args.repeats):
+                runs = []
+                for offset, label in enumerate(("rolling", "linear")):
+                    version = f"v{2 + 2 * repeat + offset}"
+                    print(f"repeat {repeat + 1}: {label} to {version} ...", flush=True)
+                    run = deploy(lab, args, label, version, work)
+                    problems += check(lab, run, hosts)
+                    runs.append(run)
+                if problems:
+                    break
+                figures.append(report_repeat(runs[0], runs[1], work, args.window))
+        if load.samples:
+            print(
+                f"\nload average (1 min) during the runs: {min(load.samples):.2f}-{max(load.samples):.2f}, "
+                f"mean {statistics.mean(load.samples):.2f}, on {os.cpu_count()} cores"
+            )
+        if len(figures) > 1:
+            print("\nrepeat | rolling wall | linear wall | bound | rolling/serial | rolling/bound")
+            for n, f in enumerate(figures, 1):
+                print(
+                    f"{n:>6} | {f['rolling_wall']:>12.1f} | {f['linear_wall']:>11.1f} | {f['bound']:>5.1f} | "
+                    f"{f['rolling_wall'] / f['linear_wall']:>14.2f} | {f['rolling_wall'] / f['bound']:>13.2f}"
+                )
+    finally:
+        stopped = lab.down()
+        print(f"bench: lab down, stopped {len(stopped)} processes")
+    for problem in problems:
+        print(f"ERROR {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
