@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -23,10 +24,17 @@ def test_two_rollouts_at_once_cannot_both_run(lab: Lab) -> None:
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for _ in range(2)
     ]
-    finished = []
-    for run in runs:
+    finished: list[tuple[int, str, float]] = []
+
+    def wait_for(run: subprocess.Popen[str]) -> None:
         output, _ = run.communicate(timeout=600)
-        finished.append((run.returncode, output, time.monotonic() - started))
+        finished.append((run.returncode, output, time.monotonic() - started))  # each its own end time
+
+    waiters = [threading.Thread(target=wait_for, args=(run,)) for run in runs]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join()
     winners = [f for f in finished if f[0] == 0]
     losers = [f for f in finished if f[0] != 0]
     assert len(winners) == 1 and len(losers) == 1, [f[1][-2000:] for f in finished]
