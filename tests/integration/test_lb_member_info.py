@@ -29,11 +29,9 @@ def test_every_server_of_every_balancer_is_reported(lab: Lab, tmp_path: Path) ->
     for server in servers:
         assert (server["backend"], server["status"], server["admin_state"]) == ("app", "UP", "ready")
         assert (server["weight"], server["scur"], server["qcur"], server["hrsp_5xx"]) == (1, 0, 0, 0)
-        assert (server["check_status"], server["check_code"], server["check_enabled"]) == (
-            "L7OK",
-            "200",
-            True,
-        )
+        assert (server["check_status"], server["check_enabled"]) == ("L7OK", True)
+        # HAProxy shows code 0 for a server whose next check is running at that instant (every 200 ms here)
+        assert server["check_code"] in ("200", "0")
         assert isinstance(server["check_duration_ms"], int)
 
 
