@@ -49,3 +49,7 @@ class HealthCheckFailedError(FleetRolloutError):
 
 class ConflictError(FleetRolloutError):
     """Someone else holds what we need (a rollout lock), or state on disk contradicts the request."""
+
+
+class CommandFailedError(FleetRolloutError):
+    """A command the task was given (a restart command) exited non-zero; ``details`` holds rc and output."""

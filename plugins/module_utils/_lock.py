@@ -49,6 +49,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     InvalidInputError,
     TimeoutExpiredError,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_file_name
 
 RECORD_FORMAT = 1
 NAME_MAX_LENGTH = 100
@@ -64,28 +65,14 @@ FLOCK_UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL
 
 def validate_name(name: t.Any) -> str:
     """Return ``name`` if it is safe as one file name, else raise InvalidInputError naming why."""
-    if not isinstance(name, str) or not name:
-        raise InvalidInputError(f"lock name must be a non-empty string, got {name!r}", name=name)
-    problems = []
-    if any(ord(char) < 32 or ord(char) == 127 for char in name):
-        problems.append("control characters")
-    if any(char.isspace() for char in name):
-        problems.append("whitespace")
-    others = {
-        char for char in name if char.isprintable() and not char.isspace() and not NAME_PATTERN.match(char)
-    }
-    problems.extend(repr(char) for char in sorted(others))
-    if name.startswith("."):
-        problems.append("a leading '.'")
-    if len(name) > NAME_MAX_LENGTH:
-        problems.append(f"more than {NAME_MAX_LENGTH} characters")
-    if problems:
-        raise InvalidInputError(
-            f"invalid lock name {name!r}: it contains {', '.join(problems)}; only ASCII letters, digits, "
-            "'-', '_' and '.' are allowed, not as the first character '.'",
-            name=name,
-        )
-    return name
+    return validate_file_name(
+        "lock name",
+        name,
+        NAME_MAX_LENGTH,
+        allowed=NAME_PATTERN,
+        hint="; only ASCII letters, digits, '-', '_' and '.' are allowed, not as the first character '.'",
+        field="name",
+    )
 
 
 def validate_run_id(run_id: t.Any) -> str:

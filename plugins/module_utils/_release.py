@@ -5,15 +5,16 @@ roll back, remove, mark bad.
 Layout::
 
     <root>/releases/<version>/     one directory per installed release, never half-written
+    <root>/releases/<version>.bad  the version is marked bad (JSON: when and why); beside its directory
     <root>/current                 relative symlink to releases/<version>, replaced by rename
-    <root>/.release-state.json     switch history, install times, bad marks; replaced by rename
+    <root>/.release-state.json     switch history and install times; replaced by rename
 
 The filesystem says which releases exist and which is current; the state file says what the filesystem
 cannot: the order of switches (so "previous" is the release that was current before, not a guess from
-mtimes), install times, and which versions are marked bad.
+mtimes) and install times.
 
-No AnsibleModule here: the download is an injected callable, results are plain dicts, and ``check_mode``
-makes every method report what it would do without touching anything.
+No AnsibleModule here: the download and the restart command's runner are injected callables, results
+are plain dicts, and ``check_mode`` makes every method report what it would do without touching anything.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import http.client
 import json
 import os
 import secrets
+import shlex
 import shutil
 import tarfile
 import tempfile
@@ -37,43 +39,37 @@ import zlib
 from ansible.module_utils.urls import ConnectionError as UrlConnectionError
 from ansible.module_utils.urls import open_url
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
+    CommandFailedError,
     ConflictError,
     ConnectionFailedError,
     FleetRolloutError,
     InvalidInputError,
     NotFoundError,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_file_name
 
 STATE_FILE = ".release-state.json"
+BAD_SUFFIX = ".bad"  # releases/<version>.bad, beside the release directory: the version is marked bad
 STATE_FORMAT = 1
 HISTORY_KEPT = 50  # switches remembered; "previous" only ever needs the last few
 CHECKSUM_ALGORITHMS = ("sha256", "sha512")
 VERSION_MAX_LENGTH = 128
 
 Download = t.Callable[[str, t.BinaryIO], None]  # write the body at a URL into a file, or raise
+RunCommand = t.Callable[[t.List[str]], t.Tuple[int, str, str]]  # argv, no shell -> rc, stdout, stderr
 
 
 def validate_version(version: t.Any) -> str:
     """Return ``version`` if it is safe as one directory name, else raise InvalidInputError naming why."""
-    if not isinstance(version, str) or not version:
-        raise InvalidInputError(f"version must be a non-empty string, got {version!r}", version=version)
-    problems = []
-    if any(ord(char) < 32 or ord(char) == 127 for char in version):
-        problems.append("control characters")
-    elif any(char.isspace() for char in version):
-        problems.append("whitespace")
-    problems.extend(f"{char!r}" for char in ("/", "\\", ";") if char in version)
-    if ".." in version:
-        problems.append("'..'")
-    if version.startswith("."):
-        problems.append("a leading '.'")
-    if len(version) > VERSION_MAX_LENGTH:
-        problems.append(f"more than {VERSION_MAX_LENGTH} characters")
-    if problems:
-        raise InvalidInputError(
-            f"invalid release version {version!r}: it contains {', '.join(problems)}", version=version
-        )
-    return version
+    # A version ending in .bad would be taken for the bad mark of another version beside it.
+    return validate_file_name(
+        "release version",
+        version,
+        VERSION_MAX_LENGTH,
+        forbidden="/\\;",
+        forbidden_suffixes=(BAD_SUFFIX,),
+        field="version",
+    )
 
 
 def parse_checksum(checksum: str) -> tuple[str, str]:
@@ -137,6 +133,32 @@ class OpenUrlDownload:
             raise ConnectionFailedError(f"download of {url} failed: {exc.reason}", url=url) from exc
         except (OSError, http.client.HTTPException, UrlConnectionError) as exc:
             raise ConnectionFailedError(f"download of {url} failed: {exc}", url=url) from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Restart:
+    """The command that restarts the service once ``current`` moved (``always``: even when it did not)."""
+
+    argv: tuple[str, ...]
+    always: bool = False
+
+    @classmethod
+    def parse(cls, command: t.Any, always: bool = False) -> Restart | None:
+        """A command line (split like a shell would, but run without one) or an argv list; None for none."""
+        if command is None:
+            return None
+        if isinstance(command, str):
+            try:
+                argv = shlex.split(command)
+            except ValueError as exc:
+                raise InvalidInputError(f"restart_command {command!r} cannot be split: {exc}") from exc
+        elif isinstance(command, list) and all(isinstance(arg, str) for arg in command):
+            argv = list(command)
+        else:
+            raise InvalidInputError(f"restart_command must be a string or a list of strings, got {command!r}")
+        if not argv or not argv[0]:
+            raise InvalidInputError(f"restart_command must name a program, got {command!r}")
+        return cls(tuple(argv), always)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,11 +344,13 @@ class ReleaseManager:
         check_mode: bool = False,
         download: Download | None = None,
         now: t.Callable[[], float] = time.time,
+        run_command: RunCommand | None = None,
     ) -> None:
         self.root = root
         self.check_mode = check_mode
         self.download = download
         self.now = now
+        self.run_command = run_command
 
     # ---- the four states ----
 
@@ -334,14 +358,17 @@ class ReleaseManager:
         self,
         version: str,
         source: ReleaseSource,
+        *,
         keep: int = 5,
         force: bool = False,
         make_current: bool = True,
+        restart: Restart | None = None,
     ) -> dict[str, t.Any]:
-        """Install ``version`` if missing, make it current, and drop releases beyond ``keep``.
+        """Install ``version`` if missing, make it current, drop releases beyond ``keep``, then restart.
 
-        With ``make_current=False`` (state ``staged``) it only installs: a rollout stages the release
-        while the host still serves, so the switch is all that happens while it is out of rotation.
+        With ``make_current=False`` (state ``staged``) it only installs and drops: a rollout stages the
+        release while the host still serves, so the switch and the restart are all that happen while it
+        is out of rotation.
         """
         validate_version(version)
         source.validate()
@@ -367,7 +394,7 @@ class ReleaseManager:
             switch = make_current and before.current != version
             if switch:
                 after.switch(version, "deploy", self.now())
-            removed = after.surplus(keep) if make_current else []
+            removed = after.surplus(keep)
             for old in removed:
                 del after.releases[old]
             changed = install or switch or bool(removed)
@@ -384,9 +411,12 @@ class ReleaseManager:
             result = self._result(before, after, changed, removed=removed)
         result["installed"] = version if install else None
         result["warnings"] = warnings
+        self._restart(restart if make_current else None, switch, result)
         return result
 
-    def rollback(self, version: str | None = None, force: bool = False) -> dict[str, t.Any]:
+    def rollback(
+        self, version: str | None = None, force: bool = False, restart: Restart | None = None
+    ) -> dict[str, t.Any]:
         """Make ``version``, or else the previous release, current again. Already rolled back: no change."""
         if version is not None:
             validate_version(version)
@@ -408,7 +438,9 @@ class ReleaseManager:
                     self._switch_current(target)
                     self._save_state(after)
                     after = self._snapshot()
-            return self._result(before, after, changed)
+            result = self._result(before, after, changed)
+        self._restart(restart, changed, result)
+        return result
 
     def remove(self, version: str) -> dict[str, t.Any]:
         """Remove one release; never the current one."""
@@ -438,10 +470,33 @@ class ReleaseManager:
             if changed:
                 after.bad[version] = {"marked_at": iso_time(self.now()), "reason": reason or ""}
                 if not self.check_mode:
-                    os.makedirs(self.root, mode=0o755, exist_ok=True)
-                    self._save_state(after)
+                    self._make_dirs()
+                    self._write_atomically(
+                        os.path.join(self._releases_dir(), version + BAD_SUFFIX), after.bad[version]
+                    )
                     after = self._snapshot()
             return self._result(before, after, changed)
+
+    def _restart(self, restart: Restart | None, switched: bool, result: dict[str, t.Any]) -> None:
+        """Run the restart command once ``current`` is in place; its failure fails the task, current stays."""
+        result["restarted"] = False
+        if restart is None or not (switched or restart.always):
+            return
+        result["restarted"] = result["changed"] = True
+        if self.check_mode:
+            return
+        if self.run_command is None:
+            raise InvalidInputError("a restart command was given but nothing can run it here")
+        rc, out, err = self.run_command(list(restart.argv))
+        result["restart"] = {"cmd": list(restart.argv), "rc": rc, "stdout": out, "stderr": err}
+        if rc != 0:
+            raise CommandFailedError(
+                f"the restart command {' '.join(restart.argv)!r} exited {rc} with {result['current']} "
+                f"current: {(err or out).strip()[-300:]}",
+                changed=True,  # current moved (or was restarted): a rescue must know to switch back
+                current=result["current"],
+                **result["restart"],
+            )
 
     # ---- reading ----
 
@@ -455,10 +510,15 @@ class ReleaseManager:
         state = self._load_state()
         known = state.get("releases", {})
         releases = {}
+        bad: dict[str, dict[str, t.Any]] = {}
         if os.path.isdir(self._releases_dir()):
             for entry in os.scandir(self._releases_dir()):
                 # Dot-names are work in progress (.incoming-*, .removing-*), never releases.
-                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                if entry.name.startswith("."):
+                    continue
+                if entry.name.endswith(BAD_SUFFIX) and entry.is_file(follow_symlinks=False):
+                    bad[entry.name[: -len(BAD_SUFFIX)]] = self._read_mark(entry.path)
+                if not entry.is_dir(follow_symlinks=False):
                     continue
                 info = known.get(entry.name) if isinstance(known.get(entry.name), dict) else {}
                 installed_at = parse_time(info.get("installed_at"))
@@ -467,7 +527,17 @@ class ReleaseManager:
                     "source": info.get("source"),
                     "checksum": info.get("checksum"),
                 }
-        return ReleaseSnapshot(self._read_current(), releases, state["history"], state["bad"])
+        return ReleaseSnapshot(self._read_current(), releases, state["history"], bad)
+
+    @staticmethod
+    def _read_mark(path: str) -> dict[str, t.Any]:
+        """A bad mark's record; a mark made by hand (any content) still marks the version bad."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                mark = json.load(handle)
+        except ValueError:
+            mark = None
+        return mark if isinstance(mark, dict) else {"marked_at": None, "reason": "marked by hand"}
 
     def _read_current(self) -> str | None:
         link = os.path.join(self.root, "current")
@@ -488,10 +558,10 @@ class ReleaseManager:
             with open(path, encoding="utf-8") as handle:
                 state = json.load(handle)
         except FileNotFoundError:
-            return {"history": [], "releases": {}, "bad": {}}
+            return {"history": [], "releases": {}}
         except ValueError as exc:
             raise ConflictError(f"{path} is not valid JSON ({exc}); fix or remove it", path=path) from exc
-        shapes = {"history": list, "releases": dict, "bad": dict}
+        shapes = {"history": list, "releases": dict}
         if not isinstance(state, dict) or any(
             not isinstance(state.get(k), kind) for k, kind in shapes.items()
         ):
@@ -605,21 +675,25 @@ class ReleaseManager:
                 version: {**info, "installed_at": iso_time(info["installed_at"])}
                 for version, info in snapshot.releases.items()
             },
-            "bad": snapshot.bad,
         }
-        fd, fresh = tempfile.mkstemp(prefix=".release-state-", suffix=".tmp", dir=self.root)
+        self._write_atomically(self._state_path(), state)
+
+    def _write_atomically(self, path: str, document: dict[str, t.Any]) -> None:
+        """JSON into a hidden file beside ``path``, renamed over it: readers see the old or the new one."""
+        folder = os.path.dirname(path)
+        fd, fresh = tempfile.mkstemp(prefix=".write-", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(state, handle, indent=2, sort_keys=True)
+                json.dump(document, handle, indent=2, sort_keys=True)
                 handle.write("\n")
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(fresh, 0o644)
-            os.replace(fresh, self._state_path())
+            os.replace(fresh, path)
         finally:
             if os.path.exists(fresh):
                 os.unlink(fresh)
-        self._sync_dir(self.root)
+        self._sync_dir(folder)
 
     def _remove_dir(self, version: str) -> None:
         """Rename out of sight first, so a half-deleted release is never listed."""

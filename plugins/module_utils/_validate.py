@@ -48,3 +48,43 @@ def validate_name(kind: str, value: t.Any) -> str:
 def validate_names(kind: str, values: t.Iterable[t.Any]) -> list[str]:
     """validate_name over a list, in order, so the first bad value is the one reported."""
     return [validate_name(kind, value) for value in values]
+
+
+def validate_file_name(
+    kind: str,
+    value: t.Any,
+    max_length: int,
+    *,
+    allowed: t.Pattern[str] | None = None,
+    forbidden: str = "",
+    forbidden_suffixes: t.Sequence[str] = (),
+    hint: str = "",
+    field: str = "invalid_name",
+) -> str:
+    """Return ``value`` if it is safe as one file name, else raise InvalidInputError listing every problem.
+
+    Control characters, whitespace, ``..``, a leading ``.`` and names over ``max_length`` are always
+    refused; beyond that, a character is refused when it is not ``allowed`` or is in ``forbidden``.
+    """
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{kind} must be a non-empty string, got {value!r}", **{field: value})
+    problems = []
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        problems.append("control characters")
+    if any(char.isspace() for char in value):
+        problems.append("whitespace")
+    visible = [char for char in value if char.isprintable() and not char.isspace()]
+    refused = {char for char in visible if char in forbidden or (allowed and not allowed.fullmatch(char))}
+    problems.extend(repr(char) for char in sorted(refused))
+    if ".." in value:
+        problems.append("'..'")
+    if value.startswith("."):
+        problems.append("a leading '.'")
+    problems.extend(f"the suffix {suffix!r}" for suffix in forbidden_suffixes if value.endswith(suffix))
+    if len(value) > max_length:
+        problems.append(f"more than {max_length} characters")
+    if problems:
+        raise InvalidInputError(
+            f"invalid {kind} {value!r}: it contains {', '.join(problems)}{hint}", **{field: value}
+        )
+    return value

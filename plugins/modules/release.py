@@ -14,11 +14,13 @@ author:
 description:
   - Manages release directories under O(root). Each release lives in C(<root>/releases/<version>),
     C(<root>/current) is a relative symlink to the current one, and C(<root>/.release-state.json)
-    records the history of switches, install times and releases marked bad.
+    records the history of switches and install times.
   - With O(state=present) the release is installed if missing, from a tar archive or a directory
     on the managed host (O(src)) or from a URL with a checksum (O(url)), and then made current.
     An installed version is never reinstalled (versions are immutable); remove one first to
     replace it.
+  - Releases marked bad are recorded beside their directory as C(<root>/releases/<version>.bad), a JSON
+    file with when and why; a file of that name made by hand marks the version bad too.
   - Installing unpacks into a hidden directory beside the target and renames it into place, so a
     half-installed release never appears under C(releases/). Archive members with absolute paths,
     C(..), special files or links that escape the release directory are refused.
@@ -54,9 +56,10 @@ options:
   state:
     description:
       - V(present) installs O(version) if missing, makes it current and removes releases beyond O(keep).
-      - V(staged) only installs O(version) if missing, without making it current, so that a later
-        V(present) is a switch of C(current) and nothing more (a rollout stages each host's release
-        while the host still serves). Refused for a release marked bad, like V(present).
+      - V(staged) only installs O(version) if missing and removes releases beyond O(keep), without
+        making it current, so that a later V(present) is a switch of C(current) and nothing more (a
+        rollout stages each host's release while the host still serves). Refused for a release marked
+        bad, like V(present).
       - V(rolled_back) makes the previous release current again, or O(version) if given. When the
         last switch already was a rollback to the current release, nothing changes.
       - V(absent) removes O(version); the current release cannot be removed.
@@ -89,8 +92,8 @@ options:
     default: true
   keep:
     description:
-      - With O(state=present), how many of the most recently installed releases to keep. The
-        current and the previous release are always kept.
+      - With O(state=present) or O(state=staged), how many of the most recently installed releases
+        to keep. The current and the previous release are always kept.
     type: int
     default: 5
   force:
@@ -98,8 +101,26 @@ options:
     type: bool
     default: false
   reason:
-    description: With O(state=marked_bad), why the release is bad; recorded beside the mark.
+    description: With O(state=marked_bad), why the release is bad; recorded in the mark.
     type: str
+  restart_command:
+    description:
+      - With O(state=present) or O(state=rolled_back), a command that restarts the service, run once
+        C(current) points at the release (see O(restart_when)), so a rollout switches and restarts in
+        one task.
+      - A string is split like a shell would split it, but no shell runs it; a list is the argv itself.
+      - When it exits non-zero the task fails with its rc, stdout and stderr; C(current) stays on the
+        new release (roll back with O(state=rolled_back)).
+      - Not run in check mode; RV(restarted) then says whether it would run.
+    type: raw
+  restart_when:
+    description:
+      - V(changed) runs O(restart_command) only when this task moved C(current).
+      - V(always) runs it even when C(current) was already right, e.g. when a process may still run
+        another release after a rollout was cut off between its switch and its restart.
+    type: str
+    choices: [changed, always]
+    default: changed
 """
 
 EXAMPLES = r"""
@@ -123,10 +144,18 @@ EXAMPLES = r"""
     url: https://artifacts.example.com/app-1.4.2.tar.gz
     checksum: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 
-- name: Go back to the release that was current before
+- name: Switch and restart in one task
+  fleet.rollout.release:
+    root: /srv/app
+    version: "{{ app_version }}"
+    src: "/srv/app/artifacts/app-{{ app_version }}.tar.gz"
+    restart_command: systemctl restart app
+
+- name: Go back to the release that was current before, and restart on it
   fleet.rollout.release:
     root: /srv/app
     state: rolled_back
+    restart_command: [systemctl, restart, app]
 
 - name: Never deploy 1.4.2 again without force
   fleet.rollout.release:
@@ -192,6 +221,15 @@ installed:
   returned: when O(state=present)
   type: str
   sample: 1.4.2
+restarted:
+  description: Whether O(restart_command) ran (in check mode, whether it would run).
+  returned: always
+  type: bool
+restart:
+  description: The restart command's argv, rc, stdout and stderr.
+  returned: when O(restart_command) ran
+  type: dict
+  sample: {"cmd": ["/srv/app/bin/appctl", "restart"], "rc": 0, "stdout": "", "stderr": ""}
 removed:
   description: The versions this task removed (O(state=absent), or beyond O(keep)).
   returned: always
@@ -200,73 +238,21 @@ removed:
   sample: ["1.3.0"]
 """
 
-import typing as t
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
-from ansible_collections.fleet.rollout.plugins.module_utils._release import (
-    OpenUrlDownload,
-    ReleaseManager,
-    ReleaseSource,
-)
-
-ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
-    root=dict(type="path", required=True),
-    version=dict(type="str"),
-    state=dict(
-        type="str", default="present", choices=["present", "staged", "absent", "rolled_back", "marked_bad"]
-    ),
-    src=dict(type="path"),
-    url=dict(type="str"),
-    checksum=dict(type="str"),
-    validate_certs=dict(type="bool", default=True),
-    keep=dict(type="int", default=5),
-    force=dict(type="bool", default=False),
-    reason=dict(type="str"),
+from ansible_collections.fleet.rollout.plugins.module_utils._release_task import (
+    ARGUMENT_SPEC,
+    SPEC_CONSTRAINTS,
+    apply_release,
 )
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        required_if=[
-            ("state", "present", ("version",)),
-            ("state", "present", ("src", "url"), True),
-            ("state", "staged", ("version",)),
-            ("state", "staged", ("src", "url"), True),
-            ("state", "absent", ("version",)),
-            ("state", "marked_bad", ("version",)),
-        ],
-        mutually_exclusive=[("src", "url")],
-        required_by={"url": "checksum"},
-        supports_check_mode=True,
-    )
-    params = module.params
-    manager = ReleaseManager(
-        params["root"], check_mode=module.check_mode, download=OpenUrlDownload(params["validate_certs"])
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_CONSTRAINTS)
     try:
-        if params["state"] in ("present", "staged"):
-            source = ReleaseSource(src=params["src"], url=params["url"], checksum=params["checksum"])
-            result = manager.deploy(
-                params["version"],
-                source,
-                keep=params["keep"],
-                force=params["force"],
-                make_current=params["state"] == "present",
-            )
-        elif params["state"] == "rolled_back":
-            result = manager.rollback(params["version"], force=params["force"])
-        elif params["state"] == "absent":
-            result = manager.remove(params["version"])
-        else:
-            result = manager.mark_bad(params["version"], reason=params["reason"])
+        result = apply_release(module.params, module.check_mode, module._diff, run_command=module.run_command)
     except FleetRolloutError as exc:
         module.fail_json(msg=exc.message, **exc.details)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    if not module._diff:
-        result.pop("diff")
     module.exit_json(**result)
 
 

@@ -12,6 +12,7 @@ other connection, with `become`, or when the task names a Python interpreter oth
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import typing as t
 
@@ -59,3 +60,12 @@ def is_this_python(interpreter: str) -> bool:
     here, there = os.path.abspath(sys.executable), os.path.abspath(interpreter)
     same_directory = os.path.dirname(here) == os.path.dirname(there)
     return same_directory and os.path.realpath(here) == os.path.realpath(there)
+
+
+def run_locally(argv: list[str]) -> tuple[int, str, str]:
+    """A command without a shell, as AnsibleModule.run_command would run it on the target."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
+    except OSError as exc:  # not found, not executable: what run_command reports as rc 2
+        return 2, "", str(exc)
+    return done.returncode, done.stdout, done.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import oldest_python, run_tasks, serve_http
+from tests.support import VENV_PYTHON, oldest_python, run_tasks, serve_http
 
 OLDEST_PYTHON = oldest_python()
 
@@ -127,7 +127,10 @@ def test_lifecycle_url_rollback_bad_marks_and_failures(
     assert r["r11"]["failed"] and "refusing archive member 'config'" in r["r11"]["msg"]
     assert r["r12"]["failed"] and "release 1.0.0 is current" in r["r12"]["msg"]
     # None of the failures left a trace: only the one release, and nothing half-made beside it.
-    assert sorted(os.listdir(Path(root) / "releases")) == ["1.0.0"]
+    assert sorted(os.listdir(Path(root) / "releases")) == [
+        "1.0.0",
+        "1.1.0.bad",
+    ]  # the bad mark outlives its release
     assert os.readlink(Path(root) / "current") == "releases/1.0.0"
 
     state_before = (Path(root) / ".release-state.json").read_text()
@@ -144,7 +147,7 @@ def test_lifecycle_url_rollback_bad_marks_and_failures(
     assert [checked[f"r{i}"]["changed"] for i in range(4)] == [False, True, False, True]
     assert checked["r3"]["current"] == "1.3.0"
     assert (Path(root) / ".release-state.json").read_text() == state_before
-    assert sorted(os.listdir(Path(root) / "releases")) == ["1.0.0"]
+    assert sorted(os.listdir(Path(root) / "releases")) == ["1.0.0", "1.1.0.bad"]
 
 
 @pytest.mark.skipif(OLDEST_PYTHON is None, reason="python3.8 is not installed here")
@@ -161,3 +164,39 @@ def test_runs_on_the_oldest_managed_host_python(tmp_path: Path, artifacts: Path)
     assert [r[f"r{i}"]["changed"] for i in range(4)] == [True, True, True, True]
     assert r["r3"]["current"] == "1.0.0"
     assert "refusing archive member 'config'" in r["r4"]["msg"]
+
+
+@pytest.mark.parametrize("where", ["controller", "module"])
+def test_restart_command_runs_once_current_moved(tmp_path: Path, artifacts: Path, where: str) -> None:
+    """Switch and restart in one task: the command sees the new `current`, runs only when it moved (or
+    always, when asked), never in check mode, and its failure fails the task with its output."""
+    root, log = tmp_path / "srv" / "app", tmp_path / "restarts.log"
+    # In the controller's own process when the interpreter is the controller's; else as a module.
+    python = VENV_PYTHON if where == "controller" else "/usr/bin/python3"
+    restart = ["sh", "-c", f'readlink "{root}/current" >> "{log}"']
+
+    def deploy(version: str, **extra: t.Any) -> dict[str, t.Any]:
+        src = str(artifacts / f"app-{version}.tar.gz")
+        return release(root=str(root), version=version, src=src, restart_command=restart, **extra)
+
+    predicted = run_tasks(tmp_path, [deploy("1.0.0")], check=True, python=python)["r0"]
+    assert (predicted["changed"], predicted["restarted"], log.exists()) == (True, True, False)
+    broken = f"sh -c 'echo cannot bind >&2; exit 3' {root}"
+    r = run_tasks(
+        tmp_path,
+        [
+            deploy("1.0.0"),
+            deploy("1.0.0"),
+            deploy("1.0.0", restart_when="always"),
+            deploy("1.1.0"),
+            {**release(root=str(root), state="rolled_back", restart_command=broken), "ignore_errors": True},
+        ],
+        python=python,
+    )
+    assert [r[f"r{i}"]["changed"] for i in range(5)] == [True, False, True, True, True]
+    assert [r[f"r{i}"]["restarted"] for i in range(4)] == [True, False, True, True]
+    assert log.read_text().split() == ["releases/1.0.0", "releases/1.0.0", "releases/1.1.0"]
+    failed = r["r4"]
+    assert failed["failed"] and (failed["rc"], failed["stderr"].strip()) == (3, "cannot bind")
+    assert "exited 3 with 1.0.0 current: cannot bind" in failed["msg"]
+    assert os.readlink(root / "current") == "releases/1.0.0"  # the switch stays; a rescue decides

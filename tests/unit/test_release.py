@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
+    CommandFailedError,
     ConflictError,
     ConnectionFailedError,
     FleetRolloutError,
@@ -24,6 +25,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._release import (
     STATE_FILE,
     ReleaseManager,
     ReleaseSource,
+    Restart,
     validate_version,
 )
 
@@ -217,7 +219,21 @@ def test_invalid_sources(root: Path, source: ReleaseSource, message: str) -> Non
 
 @pytest.mark.parametrize(
     "version",
-    ["", "a/b", "../x", "..", "1..2", "a b", "a\tb", "1;rm -rf", "a\\b", ".hidden", "a\x00b", "x" * 129],
+    [
+        "",
+        "a/b",
+        "../x",
+        "..",
+        "1..2",
+        "a b",
+        "a\tb",
+        "1;rm -rf",
+        "a\\b",
+        ".hidden",
+        "a\x00b",
+        "x" * 129,
+        "1.0.bad",
+    ],
 )
 def test_unsafe_versions_are_refused_naming_the_value(root: Path, version: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
@@ -382,8 +398,83 @@ def test_state_file_records_history_installs_and_marks(root: Path, artifacts: di
     ]
     assert sorted(state["releases"]) == ["1", "2"]
     assert "+00:00" in state["releases"]["1"]["installed_at"]
-    assert list(state["bad"]) == ["2"]
+    mark = json.loads((root / "releases" / "2.bad").read_text())  # beside the release directory
+    assert set(mark) == {"marked_at", "reason"}
     assert [p.name for p in root.iterdir() if p.name.startswith(".")] == [STATE_FILE]  # no temp files left
+    assert not [p.name for p in (root / "releases").iterdir() if p.name.startswith(".")]
+
+
+def test_a_bad_mark_made_by_hand_counts(root: Path, artifacts: dict[str, Path]) -> None:
+    releases = deploy_all(root, artifacts, "1")
+    (root / "releases" / "2.bad").write_text("do not ship: broken migration\n")
+    with pytest.raises(ConflictError, match="release 2 was marked bad at None: marked by hand"):
+        releases.deploy("2", ReleaseSource(src=str(artifacts["2"])))
+
+
+# ---- the restart command ----
+
+
+class RecordedCommands:
+    def __init__(self, rc: int = 0) -> None:
+        self.rc = rc
+        self.calls: list[tuple[list[str], str | None]] = []
+        self.root: Path | None = None
+
+    def __call__(self, argv: list[str]) -> tuple[int, str, str]:
+        current = os.readlink(self.root / "current") if self.root else None
+        self.calls.append((argv, current))
+        return self.rc, "out", "boom" if self.rc else ""
+
+
+def test_the_restart_command_runs_after_the_switch_only_when_current_moved(
+    root: Path, artifacts: dict[str, Path]
+) -> None:
+    commands = RecordedCommands()
+    commands.root = root
+    releases = manager(root, run_command=commands)
+    restart = Restart.parse("appctl restart 'my app'")
+    first = releases.deploy("1", ReleaseSource(src=str(artifacts["1"])), restart=restart)
+    assert (first["restarted"], first["restart"]["rc"]) == (True, 0)
+    assert commands.calls == [(["appctl", "restart", "my app"], os.path.join("releases", "1"))]
+    again = releases.deploy("1", ReleaseSource(src=str(artifacts["1"])), restart=restart)
+    assert (again["changed"], again["restarted"], len(commands.calls)) == (False, False, 1)
+    always = Restart.parse(["appctl", "restart"], always=True)
+    forced = releases.deploy("1", ReleaseSource(src=str(artifacts["1"])), restart=always)
+    assert (forced["changed"], forced["restarted"], len(commands.calls)) == (True, True, 2)
+    staged = releases.deploy("2", ReleaseSource(src=str(artifacts["2"])), make_current=False, restart=always)
+    assert (staged["restarted"], len(commands.calls)) == (False, 2)  # staging never restarts
+    predicted = manager(root, check_mode=True).deploy(
+        "2", ReleaseSource(src=str(artifacts["2"])), restart=always
+    )
+    assert (predicted["changed"], predicted["restarted"], len(commands.calls)) == (True, True, 2)
+    releases.deploy("2", ReleaseSource(src=str(artifacts["2"])), restart=restart)
+    back = releases.rollback(restart=restart)
+    assert (back["current"], back["restarted"]) == ("1", True)
+    assert commands.calls[-1] == (["appctl", "restart", "my app"], os.path.join("releases", "1"))
+
+
+def test_a_failing_restart_command_fails_with_its_output_and_leaves_current_switched(
+    root: Path, artifacts: dict[str, Path]
+) -> None:
+    releases = manager(root, run_command=RecordedCommands(rc=3))
+    with pytest.raises(CommandFailedError, match="'appctl restart' exited 3 with 1 current: boom") as caught:
+        releases.deploy("1", ReleaseSource(src=str(artifacts["1"])), restart=Restart.parse("appctl restart"))
+    assert (caught.value.details["rc"], caught.value.details["stderr"]) == (3, "boom")
+    assert os.readlink(root / "current") == os.path.join("releases", "1")
+
+
+@pytest.mark.parametrize("command", ["", "   ", "'unclosed", [], [""], [3], 7])
+def test_bad_restart_commands_are_refused_naming_the_value(command: object) -> None:
+    with pytest.raises(InvalidInputError, match="restart_command"):
+        Restart.parse(command)
+
+
+def test_staging_already_drops_what_the_switch_would(root: Path, artifacts: dict[str, Path]) -> None:
+    releases = deploy_all(root, artifacts, "123")
+    staged = releases.deploy("4", ReleaseSource(src=str(artifacts["4"])), keep=2, make_current=False)
+    assert staged["removed"] == ["1"]  # 2 is previous, 3 current: both kept
+    switched = releases.deploy("4", ReleaseSource(src=str(artifacts["4"])), keep=2)
+    assert switched["removed"] == ["2"]  # now 3 is previous
 
 
 def test_releases_installed_by_hand_are_listed_by_mtime(root: Path, artifacts: dict[str, Path]) -> None:
