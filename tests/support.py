@@ -3,6 +3,7 @@ that talk to a throwaway HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -222,3 +223,18 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (from /proc), children first. ansible-playbook's workers run each in a
+    session of its own (ansible-core's setsid), so killing the playbook's process group misses them."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found

@@ -401,7 +401,7 @@ class ReleaseManager:
             if changed and not self.check_mode:
                 self._make_dirs()
                 if install:
-                    self._install(version, source)
+                    self._install(version, source, after.releases[version]["installed_at"])
                 if switch:
                     self._switch_current(version)
                 self._save_state(after)
@@ -609,8 +609,14 @@ class ReleaseManager:
     def _make_dirs(self) -> None:
         os.makedirs(self._releases_dir(), mode=0o755, exist_ok=True)
 
-    def _install(self, version: str, source: ReleaseSource) -> None:
-        """Unpack or copy into a hidden directory beside the target, then rename it into place."""
+    def _install(self, version: str, source: ReleaseSource, installed_at: float) -> None:
+        """Unpack or copy into a hidden directory beside the target, then rename it into place.
+
+        The directory's mtime is set to ``installed_at`` first: a run killed between the rename and the
+        state file's update leaves a release the state never recorded, whose install time is then read
+        from that mtime. Left as unpacked, it would be the archive's (a ``.`` member, as ``tar -C build .``
+        makes, or the copied directory's), an old time that puts the newest release first in line for
+        ``keep`` to remove."""
         staging = tempfile.mkdtemp(prefix=f".incoming-{version}-", dir=self._releases_dir())
         try:
             os.chmod(staging, 0o755)
@@ -624,6 +630,7 @@ class ReleaseManager:
                 extract_tar(source.src, staging)
             else:
                 raise NotFoundError(f"src {source.src} is neither a file nor a directory", src=source.src)
+            os.utime(staging, (installed_at, installed_at))
             os.rename(staging, os.path.join(self._releases_dir(), version))
         finally:
             if os.path.isdir(staging):

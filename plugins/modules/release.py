@@ -253,6 +253,8 @@ def main() -> None:
         result = apply_release(module.params, module.check_mode, module._diff, run_command=module.run_command)
     except FleetRolloutError as exc:
         module.fail_json(msg=exc.message, **exc.details)
+    for warning in result.pop("warnings", []):  # exit_json(warnings=...) is deprecated
+        module.warn(warning)
     module.exit_json(**result)
 
 

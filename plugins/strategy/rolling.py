@@ -37,8 +37,11 @@ description:
     ansible.builtin; see the collection's docs/strategy.md.
 """
 
+import threading
 import time
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar
 
 from ansible import constants as C
 from ansible.errors import AnsibleError
@@ -67,6 +70,24 @@ display = Display()
 GROUP_OK = "rollout_ok"
 GROUP_FAILED = "rollout_failed"
 GROUP_UNTOUCHED = "rollout_untouched"
+# Longest idle wait for a result. A result ends the wait at once; the bound only keeps the loop
+# checking for termination and for anything that changes without a result.
+IDLE_WAIT_S = 0.25
+
+_T = TypeVar("_T")
+
+
+class _SignallingDeque(deque[_T]):
+    """ansible-core's results thread appends each worker result to ``strategy._results`` and notifies
+    no one. This deque also sets an event on every append, so the strategy can wait for a result."""
+
+    def __init__(self, items: Iterable[_T], arrived: threading.Event) -> None:
+        super().__init__(items)
+        self.arrived = arrived
+
+    def append(self, item: _T) -> None:
+        super().append(item)
+        self.arrived.set()  # after the append: a waiter woken by it finds the result
 
 
 class _Rollout:
@@ -91,6 +112,10 @@ class StrategyModule(FreeStrategyModule):
     def __init__(self, tqm: TaskQueueManager) -> None:
         super().__init__(tqm)
         self._rollout: _Rollout | None = None
+        self._result_arrived = threading.Event()
+        # no task is queued yet, so the results thread has nothing to append while the deque is swapped
+        with self._results_lock:
+            self._results: _SignallingDeque[object] = _SignallingDeque(self._results, self._result_arrived)
 
     def run(self, iterator: PlayIterator, play_context: PlayContext) -> int:
         rollout = self._rollout = self._plan(iterator)
@@ -116,6 +141,29 @@ class StrategyModule(FreeStrategyModule):
             self._retire_finished(rollout, iterator)
             if not self._admit_next(rollout, iterator):
                 return list(rollout.admitted)
+
+    def _process_pending_results(
+        self, iterator: PlayIterator, one_pass: bool = False, max_passes: int | None = None
+    ) -> list[object]:
+        """Called by free once per pass, after it queued what it could. free then sleeps 1 ms and
+        peeks at every admitted host again (several hundred passes a second, each resolving role
+        paths, while the hosts' own work needs the CPU). When every host in flight is running a task,
+        no pass can queue anything before a result arrives: wait for one here instead."""
+        self._result_arrived.clear()  # before looking: a result appended from now on sets it again
+        results: list[object] = super()._process_pending_results(iterator, one_pass, max_passes)
+        if results or not self._only_waiting():
+            return results
+        self._result_arrived.wait(IDLE_WAIT_S)
+        results = super()._process_pending_results(iterator, one_pass, max_passes)
+        return results
+
+    def _only_waiting(self) -> bool:
+        """Whether a task is pending and every host in flight is running one. A host in flight that is
+        not (held back by ``throttle``, say) keeps free's own polling."""
+        rollout = self._rollout
+        if rollout is None or self._pending_results == 0:
+            return False
+        return all(self._blocked_hosts.get(host.name, False) for host in rollout.in_flight)
 
     def _plan(self, iterator: PlayIterator) -> _Rollout:
         play = iterator._play

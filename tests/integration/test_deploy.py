@@ -174,3 +174,21 @@ def test_hooks_run_at_their_steps_in_order(lab: Lab, tmp_path: Path) -> None:
     run = deploy(lab, "v2", "-e", json.dumps({"deploy_hooks": hooks}))
     assert run.rc == 0, run.stdout[-3000:]
     assert log.read_text().splitlines() == [f"app0{i} {step}" for i in (1, 2) for step in steps]
+
+
+@pytest.mark.lab(hosts=3)
+def test_a_host_past_its_progress_deadline_is_recovered_and_fails_naming_it(lab: Lab) -> None:
+    # v2 warms up for 60 s and the health check would wait that long; the deadline of 4 s per host ends it.
+    started = time.monotonic()
+    run, traffic = deploy_under_traffic(
+        lab, "v2", "-e", '{"deploy_progress_deadline": 4, "deploy_health": {"deadline": 90}}', warmup=60.0
+    )
+    seconds = time.monotonic() - started
+    result = traffic.wait()
+    assert run.rc != 0
+    assert result.failed == 0, result.failures()[:5]
+    assert "app01: deploying v2 failed at 'Health-check the release'" in run.stdout, run.stdout[-4000:]
+    assert "deploy_progress_deadline: 4 s per host, passed" in run.stdout, run.stdout[-4000:]
+    assert {h.name: h.current_release() for h in lab.hosts} == {h.name: "v1" for h in lab.hosts}
+    assert set(servers_status(lab).values()) == {"UP"}
+    assert seconds < 60  # the deadline, not the health check's own 90 s, ended the cycle

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from lab.fleet import Lab
-from tests.support import ROOT, VENV_BIN, ansible_env, run_playbook
+from tests.support import ROOT, VENV_BIN, ansible_env, descendants, run_playbook
 
 CALLBACK = "fleet.rollout.rollout_journal"
 CYCLE = ["stage", "drain", "switch", "verify", "enable"]
@@ -180,7 +180,7 @@ def test_a_rollout_killed_with_sigkill_leaves_a_readable_journal(lab: Lab, tmp_p
             time.sleep(0.05)
         time.sleep(random.uniform(0.0, 2.0))  # a random moment of the cycles
     finally:
-        workers = _descendants(playbook.pid)  # each in a session of its own (ansible-core's setsid)
+        workers = descendants(playbook.pid)  # each in a session of its own (ansible-core's setsid)
         playbook.kill()
         playbook.wait(timeout=30)
         for pid in workers:  # nothing this test started outlives it
@@ -195,20 +195,6 @@ def test_a_rollout_killed_with_sigkill_leaves_a_readable_journal(lab: Lab, tmp_p
     for host in journal["hosts"].values():
         assert host["outcome"] in {"waiting", "running"}, host
         assert_times_are_consistent(host)
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes below ``pid`` (from /proc), children first."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        children = [child for child, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
 
 
 def _some_host_is_in_its_cycle(journal_dir: Path) -> bool:

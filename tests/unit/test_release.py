@@ -488,6 +488,48 @@ def test_releases_installed_by_hand_are_listed_by_mtime(root: Path, artifacts: d
     assert [r["version"] for r in result["releases"]] == ["0.9", "1"]
 
 
+class Killed(BaseException):
+    """SIGKILL at this point of a run: nothing after it happens, no handler sees it."""
+
+
+def test_a_release_left_by_a_run_killed_before_the_state_was_saved_keeps_its_install_order(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Archives made with `tar -C build .`: a `.` member carrying an old mtime (here the epoch).
+    archives = {}
+    for version in "1234":
+        path = tmp_path / f"app-{version}.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            folder = tarfile.TarInfo(".")
+            folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(folder)
+            data = version.encode()
+            member = tarfile.TarInfo("./VERSION")
+            member.size, member.mode, member.mtime = len(data), 0o644, 0
+            tar.addfile(member, io.BytesIO(data))
+        archives[version] = ReleaseSource(src=str(path))
+    releases = manager(root)
+    releases.deploy("1", archives["1"])
+
+    def killed(*_args: t.Any) -> None:
+        raise Killed
+
+    # the staging of 2 is killed between renaming releases/2 into place and saving the state file
+    monkeypatch.setattr(ReleaseManager, "_save_state", killed)
+    with pytest.raises(Killed):
+        releases.deploy("2", archives["2"], make_current=False)
+    monkeypatch.undo()
+    assert listing(root) == ["1", "2"]
+    assert "2" not in json.loads((root / STATE_FILE).read_text())["releases"]
+
+    # the run again: 2 is already there and is switched to; its install time is still after 1's
+    switched = releases.deploy("2", archives["2"])
+    assert [r["version"] for r in switched["releases"]] == ["1", "2"], switched["releases"]
+    releases.deploy("3", archives["3"], keep=3)
+    releases.deploy("4", archives["4"], keep=3)
+    assert listing(root) == ["2", "3", "4"]  # the oldest went, not the one the killed run staged
+
+
 def test_current_that_is_a_directory_is_a_conflict(root: Path, artifacts: dict[str, Path]) -> None:
     (root / "current").mkdir(parents=True)
     with pytest.raises(ConflictError, match="exists but is not a symlink"):

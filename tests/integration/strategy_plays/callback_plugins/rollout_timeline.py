@@ -4,7 +4,8 @@
 """Test-only callback: the controller's view of when each host's tasks were queued and answered.
 
 Writes one JSON line per event to the file named by ``ROLLOUT_TIMELINE``. The strategy tests use it
-to measure admission latency without the noise of module start-up on a busy machine.
+to measure admission latency without the noise of module start-up on a busy machine, and the
+controller's CPU time while hosts work.
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ class CallbackModule(CallbackBase):
         self.play = play.get_name()
 
     def _write(self, event: str, host: str, task: Any) -> None:
-        record = {"t": time.time(), "play": self.play, "event": event, "host": host, "task": task.get_name()}
+        record = {
+            "t": time.time(),
+            "cpu": time.process_time(),  # the controller's own CPU seconds (all its threads, no workers)
+            "play": self.play,
+            "event": event,
+            "host": host,
+            "task": task.get_name(),
+        }
         with open(os.environ["ROLLOUT_TIMELINE"], "a", encoding="utf-8") as stream:
             stream.write(json.dumps(record) + "\n")
 
