@@ -18,8 +18,12 @@ WINDOW = "rollout_window"
 CANARY = "rollout_canary"
 CANARY_PAUSE = "rollout_canary_pause"
 MAX_FAILURES = "rollout_max_failures"
+# A play that must never have a canary wave (a revert) sets this false; `-e rollout_canary=N` would
+# override a play's own rollout_canary, since extra vars win.
+CANARY_WAVE = "rollout_canary_wave"
 
-DEFAULTS: Mapping[str, object] = {WINDOW: 1, CANARY: 1, CANARY_PAUSE: 0, MAX_FAILURES: 0}
+DEFAULTS: Mapping[str, object] = {WINDOW: 1, CANARY: 1, CANARY_PAUSE: 0, MAX_FAILURES: 0, CANARY_WAVE: True}
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 _COUNT_OR_PERCENT = re.compile(r"\s*(\d+)\s*(%?)\s*")
 
@@ -114,15 +118,27 @@ def parse_seconds(name: str, raw: object) -> float:
     return seconds
 
 
+def parse_flag(name: str, raw: object) -> bool:
+    """A boolean, or its usual spellings as text (extra vars arrive as strings)."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise RolloutOptionError(f"{name} must be true or false, got {raw!r}")
+
+
 def parse_options(values: Mapping[str, object]) -> RolloutOptions:
     """Validate the (templated) rollout variables of a play; absent ones take their defaults."""
 
     def value_of(name: str) -> object:
         return values.get(name, DEFAULTS[name])
 
+    # In this order, so the first bad option is the one named.
+    window = parse_host_count(WINDOW, value_of(WINDOW), minimum=1)
+    canary = parse_host_count(CANARY, value_of(CANARY), minimum=0)
     return RolloutOptions(
-        window=parse_host_count(WINDOW, value_of(WINDOW), minimum=1),
-        canary=parse_host_count(CANARY, value_of(CANARY), minimum=0),
+        window=window,
+        canary=canary if parse_flag(CANARY_WAVE, value_of(CANARY_WAVE)) else HostCount(0, percent=False),
         max_failures=parse_host_count(MAX_FAILURES, value_of(MAX_FAILURES), minimum=0),
         canary_pause=parse_seconds(CANARY_PAUSE, value_of(CANARY_PAUSE)),
     )

@@ -29,6 +29,8 @@ description:
     C(rollout_canary) and C(rollout_max_failures) are a count of hosts or a percentage of the
     play's target hosts such as C(25%) (rounded down as C(serial) does); defaults 1, 1 and 0.
     C(rollout_canary=0) turns the canary wave off. C(rollout_canary_pause) is seconds, default 0.
+    A play that must never have a canary wave (a revert) sets C(rollout_canary_wave=false), which
+    C(-e rollout_canary=N) does not override.
     Bad values fail the play before any host starts.
   - The play must not use C(serial). Within a host, tasks run as with the C(free) strategy, which
     this strategy extends; C(run_once), C(any_errors_fatal) and C(max_fail_percentage) behave as

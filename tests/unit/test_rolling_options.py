@@ -117,3 +117,15 @@ def test_serial_counts_as_set_unless_absent_or_zero(serial: list[object] | None,
 
 def test_host_count_reads_as_written() -> None:
     assert (str(HostCount(25, percent=True)), str(HostCount(4, percent=False))) == ("25%", "4")
+
+
+@pytest.mark.parametrize(("raw", "canary"), [(True, 3), ("yes", 3), (False, 0), ("False", 0), ("0", 0)])
+def test_a_play_without_a_canary_wave_ignores_rollout_canary(raw: object, canary: int) -> None:
+    options = parse_options({"rollout_canary": 3, "rollout_canary_wave": raw})
+    assert options.resolve(10).canary == canary
+
+
+@pytest.mark.parametrize("raw", ["maybe", 2, None])
+def test_canary_wave_refuses_what_is_not_a_flag(raw: object) -> None:
+    with pytest.raises(RolloutOptionError, match=r"rollout_canary_wave must be true or false, got"):
+        parse_options({"rollout_canary_wave": raw})
