@@ -136,6 +136,7 @@ class ServerStat:
     qcur: int
     check_status: str
     check_code: str
+    check_in_progress: bool
     check_duration_ms: int | None
     check_description: str
     last_check: str
@@ -145,6 +146,10 @@ class ServerStat:
     @classmethod
     def from_row(cls, row: dict[str, str]) -> ServerStat:
         duration = row.get("check_duration") or ""
+        raw_status = row.get("check_status") or ""
+        # "* L7OK" means a check is running right now: the status is the last completed check's, but
+        # HAProxy has already reset the code to 0, so there is no code to report until it completes.
+        in_progress = raw_status.startswith("*")
         return cls(
             backend=row["pxname"],
             server=row["svname"],
@@ -152,9 +157,9 @@ class ServerStat:
             weight=_int(row.get("weight")),
             scur=_int(row.get("scur")),
             qcur=_int(row.get("qcur")),
-            # "* L7OK" means a check is running right now; the result is the part after the star.
-            check_status=(row.get("check_status") or "").lstrip("* "),
-            check_code=row.get("check_code") or "",
+            check_status=raw_status.lstrip("* "),
+            check_code="" if in_progress else row.get("check_code") or "",
+            check_in_progress=in_progress,
             check_duration_ms=int(duration) if duration.isdigit() else None,
             check_description=row.get("check_desc") or "",
             last_check=row.get("last_chk") or "",
@@ -212,6 +217,7 @@ class ServerSnapshot:
     check_enabled: bool
     check_status: str
     check_code: str
+    check_in_progress: bool
     check_duration_ms: int | None
     check_description: str
     last_check: str
@@ -242,6 +248,7 @@ class ServerSnapshot:
             check_enabled=bool(state.check_state & CHECK_ENABLED),
             check_status=stat.check_status,
             check_code=stat.check_code,
+            check_in_progress=stat.check_in_progress,
             check_duration_ms=stat.check_duration_ms,
             check_description=stat.check_description,
             last_check=stat.last_check,

@@ -141,9 +141,15 @@ servers:
       type: str
       sample: L7OK
     check_code:
-      description: HTTP status (or agent code) of the last health check.
+      description:
+        - HTTP status (or agent code) of the last completed health check.
+        - Empty while a check is running (RV(servers[].check_in_progress)), since HAProxy resets the
+          code when a check starts.
       type: str
       sample: "200"
+    check_in_progress:
+      description: Whether a health check is running at the moment of the read.
+      type: bool
     check_duration_ms:
       description: Duration of the last health check in milliseconds; null without checks.
       type: int

@@ -18,6 +18,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
     RuntimeApiAddress,
     RuntimeApiClient,
     RuntimeApiError,
+    ServerStat,
     Weight,
 )
 
@@ -270,3 +271,11 @@ def test_an_haproxy_without_show_cli_level_is_trusted_until_it_refuses(api: Fake
     api.canned["show cli level"] = "Unknown command. Please enter one of the following commands only :\n\n"
     RuntimeApiClient(api.address).require_admin()
     assert api.commands == ["show cli level"]
+
+
+def test_a_running_check_keeps_its_last_status_but_has_no_code() -> None:
+    row = {"pxname": "app", "svname": "app01", "status": "UP", "check_status": "* L7OK", "check_code": "0"}
+    stat = ServerStat.from_row(row)
+    assert (stat.check_status, stat.check_code, stat.check_in_progress) == ("L7OK", "", True)
+    done = ServerStat.from_row({**row, "check_status": "L7OK", "check_code": "200"})
+    assert (done.check_status, done.check_code, done.check_in_progress) == ("L7OK", "200", False)
