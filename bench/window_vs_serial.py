@@ -18,6 +18,7 @@ roll play alone (first task started to last result). Targets: rolling wall <= 0.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import os
 import random
@@ -270,6 +271,26 @@ def lower_bound(run: Run, window: int) -> float:
     return max(sum(seconds) / window, *seconds)
 
 
+def in_order(seconds: list[float], window: int) -> float:
+    """Wall time of a perfect window: hosts start in play order, each the instant a slot frees."""
+    slots = [0.0] * window
+    for busy in seconds:
+        heapq.heappush(slots, heapq.heappop(slots) + busy)
+    return max(slots)
+
+
+def serial_batches(seconds: list[float], window: int) -> float:
+    """Wall time of perfect `serial: window` batches: each batch takes its slowest host."""
+    return sum(max(seconds[i : i + window]) for i in range(0, len(seconds), window))
+
+
+def work_limit(work: dict[str, float], window: int) -> float:
+    """What the work map alone allows, with no per-host overhead at all: a perfect in-order window
+    over perfect serial batches of the same hosts."""
+    seconds = [work[host] for host in sorted(work)]
+    return in_order(seconds, window) / serial_batches(seconds, window)
+
+
 def idle_slots(run: Run, window: int) -> tuple[float, float]:
     """Slot-seconds left idle in the roll play: before the last host started (admission) and after (tail)."""
     play = run.play
@@ -306,6 +327,11 @@ def report_repeat(rolling: Run, linear: Run, work: dict[str, float], window: int
     print(
         f"lower bound = max({sum(s.seconds for s in rolling.busy.values()):.1f} / {window}, "
         f"{max(s.seconds for s in rolling.busy.values()):.2f}) = {bound:.2f} s (rolling run's busy times)"
+    )
+    ordered = in_order([rolling.busy[h].seconds for h in sorted(work)], window)
+    print(
+        f"in-order optimum = {ordered:.2f} s (hosts started in play order, each the instant a slot frees, "
+        f"with the rolling run's busy times); the roll play took {rolling.play.seconds / ordered:.2f}x that"
     )
     print()
     print(f"{'run':<8} {'wall (s)':>9} {'play (s)':>9} {'ratio to serial':>16} {'ratio to lower bound':>21}")
@@ -353,18 +379,18 @@ def report_repeat(rolling: Run, linear: Run, work: dict[str, float], window: int
         f"  rolling: {in_flight:.2f} hosts in flight on average (window {window}); idle slot-seconds "
         f"{admission:.1f} before the last host started, {tail:.1f} after"
     )
-    serial_bound = 0.0
+    serial_bound = serial_batches([rolling.busy[h].seconds for h in sorted(work)], window)
     for number, batch in enumerate(batches(sorted(work), window), 1):
         span = Span(min(linear.busy[h].start for h in batch), max(linear.busy[h].end for h in batch))
         slowest = max(linear.busy[h].seconds for h in batch)
-        serial_bound += max(rolling.busy[h].seconds for h in batch)
         names = ", ".join(f"{h}({work[h]:g})" for h in batch)
         print(
             f"  linear batch {number}: {names}: {span.seconds:.1f} s, its slowest host busy {slowest:.1f} s"
         )
     print(
         f"  serial batches of the rolling run's busy times: {serial_bound:.1f} s (each batch's slowest, "
-        f"summed); lower bound / that = {bound / serial_bound:.2f}, the best ratio these busy times allow"
+        f"summed); lower bound / that = {bound / serial_bound:.2f}, in-order optimum / that = "
+        f"{ordered / serial_bound:.2f}"
     )
     cores = os.cpu_count() or 1
     per_host = rolling.cpu / len(work), linear.cpu / len(work)
@@ -379,6 +405,19 @@ def report_repeat(rolling: Run, linear: Run, work: dict[str, float], window: int
         "linear_play": linear.play.seconds,
         "bound": bound,
     }
+
+
+def print_seed_table(seeds: int, hosts: int, window: int, stragglers: int) -> None:
+    names = [f"app{number:02d}" for number in range(1, hosts + 1)]  # the lab's host names
+    print(f"{hosts} hosts, window {window}, {stragglers} stragglers; no per-host overhead:")
+    print("seed | stragglers at | perfect in-order window / perfect serial batches")
+    limits = []
+    for seed in range(1, seeds + 1):
+        work = work_map(names, seed, stragglers)
+        slow = [str(names.index(h) + 1) for h in names if work[h] == STRAGGLER_SECONDS]
+        limits.append(work_limit(work, window))
+        print(f"{seed:>4} | {', '.join(slow):<13} | {limits[-1]:.2f}")
+    print(f"median {statistics.median(limits):.2f}, range {min(limits):.2f}-{max(limits):.2f}")
 
 
 def main() -> int:
@@ -396,10 +435,20 @@ def main() -> int:
         default=1.0,
         help="multiply every host's work (to see the per-host overhead's share)",
     )
+    parser.add_argument(
+        "--seed-table",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print what the work maps of seeds 1..N allow (no overhead, no lab) and exit",
+    )
     args = parser.parse_args()
     if args.forks < args.window:
         parser.error("--forks must be at least --window (a host in flight needs a worker)")
     stragglers = args.stragglers if args.stragglers is not None else max(1, round(args.hosts * 0.15))
+    if args.seed_table:
+        print_seed_table(args.seed_table, args.hosts, args.window, stragglers)
+        return 0
     lab = Lab(STATE)
     print(f"bench: bringing up a {args.hosts}-host lab in {STATE.relative_to(ROOT)}", flush=True)
     lab.up(hosts=args.hosts)
@@ -411,6 +460,11 @@ def main() -> int:
         print(
             f"work (seed {args.seed}, scale {args.scale:g}, {stragglers} stragglers, "
             f"{sum(work.values()):.1f} s in all): " + ", ".join(f"{h}={s:g}" for h, s in work.items())
+        )
+        print(
+            f"the work map's own limit: with no per-host overhead at all, a perfect in-order window takes "
+            f"{work_limit(work, args.window):.2f}x the wall of perfect serial batches "
+            "(--seed-table N: other seeds)"
         )
         print(
             f"window {args.window}, forks {args.forks}, canary off, traffic {args.rate:g} req/s; "

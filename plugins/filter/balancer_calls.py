@@ -26,7 +26,8 @@ def balancer_calls(balancers: t.Any) -> list[dict[str, t.Any]]:
             raise AnsibleFilterError(f"balancer #{index} has unknown keys {unknown}; known: {known}")
         host = balancer.get("host") or CONTROLLER
         call = calls.setdefault(host, {"host": host, "sockets": [], "backends": []})
-        call["sockets"].append(balancer["socket"])
+        if balancer["socket"] not in call["sockets"]:  # several targets' lists name the same balancer
+            call["sockets"].append(balancer["socket"])
         for backend in balancer.get("backends") or []:
             if backend not in call["backends"]:
                 call["backends"].append(backend)

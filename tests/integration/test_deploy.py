@@ -138,13 +138,31 @@ def test_preflight_fails_before_touching_any_host(lab: Lab, tmp_path: Path) -> N
     unreachable = deploy(lab, "v2", "-e", json.dumps({"deploy_balancers": balancers}))
     assert unreachable.rc != 0
     assert "missing.sock" in unreachable.stdout, unreachable.stdout[-3000:]
-    not_a_member = deploy(lab, "v2", "-l", "app01,app02", "-e", "deploy_lb_server=ghost")
+    not_a_member = deploy(lab, "v2", "-l", "app01,app02,localhost", "-e", "deploy_lb_server=ghost")
     assert not_a_member.rc != 0
     assert "ghost is not a server of" in not_a_member.stdout, not_a_member.stdout[-3000:]
     for host in lab.hosts:
         assert host.current_release() == "v1"
         assert not (host.root / "releases" / "v2").exists()
         assert not (host.root / "artifacts").exists()
+
+
+@pytest.mark.lab(hosts=3)
+def test_a_limit_without_localhost_is_refused_and_one_with_it_gives_the_lock_back(lab: Lab) -> None:
+    """The last play (on localhost) gives the lock back: a --limit that skips it would leave it held."""
+    refused = deploy(lab, "v2", "-l", "app01")
+    assert refused.rc != 0
+    assert "--limit 'app01' leaves out localhost" in refused.stdout, refused.stdout[-3000:]
+    assert "-l 'app01,localhost'" in refused.stdout
+    assert {h.current_release() for h in lab.hosts} == {"v1"}
+    locks = lab.state_dir / "locks"  # the lab inventory's deploy_lock_dir
+    assert not list(locks.glob("*.lock"))
+
+    for version in ("v2", "v3"):  # a second limited run finds the lock free
+        run = deploy(lab, version, "-l", "app01,localhost")
+        assert run.rc == 0, run.stdout[-3000:]
+        assert [h.current_release() for h in lab.hosts] == [version, "v1", "v1"]
+    assert not list(locks.glob("*.lock"))
 
 
 @pytest.mark.lab(hosts=2)
