@@ -136,6 +136,37 @@ def run_play(
     return done, recorded(directory)
 
 
+def run_local_tasks(
+    directory: Path,
+    tasks: list[dict[str, Any]],
+    *args: str,
+    python: str | Path = VENV_PYTHON,
+    ignore_errors: bool = False,
+    **env: str,
+) -> tuple[PlaybookRun, list[dict[str, Any]]]:
+    """Run the tasks on localhost with ``python`` from ``directory`` (see run_play), each registered, their
+    failures ignored with ``ignore_errors``; the run must pass. Returns the run and every task's result, in
+    the tasks' order."""
+    names = [f"r{i}" for i in range(len(tasks))]
+    also = {"ignore_errors": True} if ignore_errors else {}
+    registered = [{**task, "register": name, **also} for task, name in zip(tasks, names, strict=True)]
+    run, saved = run_play(
+        directory,
+        [*registered, record(directory, "results", "[" + ", ".join(names) + "]")],
+        "-c",
+        "local",
+        "-e",
+        f"ansible_python_interpreter={python}",
+        *args,
+        inventory="localhost,",
+        timeout=120,
+        **env,
+    )
+    assert run.rc == 0, run.stdout + run.stderr
+    results: list[dict[str, Any]] = saved["results"]
+    return run, results
+
+
 def run_tasks(
     tmp_path: Path,
     tasks: list[dict[str, Any]],
@@ -146,26 +177,16 @@ def run_tasks(
 ) -> dict[str, Any]:
     """Run the tasks on localhost with ``python``, each registered as r0, r1, ...; the run must pass.
     Returns those results by name, in the tasks' order."""
-    names = [f"r{i}" for i in range(len(tasks))]
-    registered = [{**task, "register": name} for task, name in zip(tasks, names, strict=True)]
-    everything = "{" + ", ".join(f"'{name}': {name}" for name in names) + "}"
     flags = [flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted]
-    done, saved = run_play(
+    _run, results = run_local_tasks(
         tmp_path,
-        [*registered, record(tmp_path, "results", everything)],
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={python}",
+        tasks,
         *flags,
-        inventory="localhost,",
-        timeout=120,
+        python=python,
         ANSIBLE_LOCAL_TEMP=str(tmp_path / ".ansible-local"),
         ANSIBLE_REMOTE_TEMP=str(tmp_path / ".ansible-remote"),
     )
-    assert done.rc == 0, done.stdout + done.stderr
-    results: dict[str, Any] = saved["results"]
-    return results
+    return {f"r{i}": result for i, result in enumerate(results)}
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 
 
@@ -53,3 +54,17 @@ class ConflictError(FleetRolloutError):
 
 class CommandFailedError(FleetRolloutError):
     """A command the task was given (a restart command) exited non-zero; ``details`` holds rc and output."""
+
+
+@contextlib.contextmanager
+def os_errors(what: str, **details: t.Any) -> t.Iterator[None]:
+    """Turn an unexpected filesystem error into a FleetRolloutError: "<what> failed: <reason> (<file>)".
+
+    ``details`` go with it; ``path`` is the file that failed unless given.
+    """
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        details.setdefault("path", exc.filename)
+        raise FleetRolloutError(f"{what} failed: {exc.strerror or exc}{where}", **details) from exc

@@ -45,9 +45,9 @@ import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     ConflictError,
-    FleetRolloutError,
     InvalidInputError,
     TimeoutExpiredError,
+    os_errors,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_file_name
 
@@ -492,14 +492,9 @@ class LockManager:
     @contextlib.contextmanager
     def _os_errors(self, doing: str) -> t.Iterator[None]:
         """Turn an unexpected filesystem error into this collection's error, saying what was being done."""
-        try:
+        what = f"{doing} rollout lock {self.name!r} in {self.directory}"
+        with os_errors(what, name=self.name, path=self.path):
             yield
-        except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            message = (
-                f"{doing} rollout lock {self.name!r} in {self.directory} failed: {exc.strerror or exc}{where}"
-            )
-            raise FleetRolloutError(message, name=self.name, path=self.path) from exc
 
 
 # The module's interface, here so that the controller-side action plugin validates and runs the same.

@@ -42,9 +42,9 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     CommandFailedError,
     ConflictError,
     ConnectionFailedError,
-    FleetRolloutError,
     InvalidInputError,
     NotFoundError,
+    os_errors,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_file_name
 
@@ -574,12 +574,8 @@ class ReleaseManager:
     @contextlib.contextmanager
     def _os_errors(self, doing: str) -> t.Iterator[None]:
         """Turn an unexpected filesystem error into this collection's error, saying what was being done."""
-        try:
+        with os_errors(f"{doing} under {self.root}"):
             yield
-        except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            message = f"{doing} under {self.root} failed: {exc.strerror or exc}{where}"
-            raise FleetRolloutError(message, path=exc.filename) from exc
 
     def _refuse_bad(self, snapshot: ReleaseSnapshot, version: str, force: bool) -> None:
         mark = snapshot.bad.get(version)

@@ -19,8 +19,7 @@ from tests.support import (
     ansible_env,
     empty_config,
     oldest_python,
-    record,
-    run_play,
+    run_local_tasks,
     run_playbook,
 )
 
@@ -58,24 +57,9 @@ def run_lock_tasks(
     tmp_path: Path, tasks: list[dict[str, t.Any]], *args: str, python: str = str(VENV_PYTHON)
 ) -> tuple[PlaybookRun, list[dict[str, t.Any]]]:
     """Run the tasks on localhost, failures ignored; return the run and every task's result in order."""
-    names = [f"r{i}" for i in range(len(tasks))]
-    registered = [
-        {**task, "register": name, "ignore_errors": True} for task, name in zip(tasks, names, strict=True)
-    ]
-    run, saved = run_play(
-        tmp_path / "play",
-        [*registered, record(tmp_path / "play", "results", "[" + ", ".join(names) + "]")],
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={python}",
-        *args,
-        inventory="localhost,",
-        timeout=120,
-        **temp_env(tmp_path),
+    return run_local_tasks(
+        tmp_path / "play", tasks, *args, python=python, ignore_errors=True, **temp_env(tmp_path)
     )
-    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return run, t.cast(list[dict[str, t.Any]], saved["results"])
 
 
 def make_stale(locks: Path, run_id: str = "stale-run") -> dict[str, t.Any]:
