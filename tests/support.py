@@ -86,6 +86,24 @@ def run_playbook(
     return PlaybookRun(done.returncode, done.stdout, done.stderr)
 
 
+def run_deploy(
+    inventory: Path | str, version: str, artifact: Path, *args: str, timeout: float = 600, **env: str
+) -> PlaybookRun:
+    """Run the deploy playbook (fleet.rollout.deploy) of ``version`` from ``artifact``; ``args`` come after
+    those two ``-e``."""
+    return run_playbook(
+        Path("fleet.rollout.deploy"),
+        inventory,
+        "-e",
+        f"deploy_version={version}",
+        "-e",
+        f"deploy_artifact={artifact}",
+        *args,
+        timeout=timeout,
+        **env,
+    )
+
+
 def write_play(path: Path, tasks: list[dict[str, Any]], hosts: str = "localhost") -> Path:
     """A playbook of one play of ``tasks`` on ``hosts``, without gathering facts."""
     play = {"hosts": hosts, "gather_facts": False, "tasks": tasks}

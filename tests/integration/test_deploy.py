@@ -11,22 +11,13 @@ import pytest
 from lab.fleet import Lab
 from lab.haproxy import show_stat
 from lab.traffic import Traffic
-from tests.support import PlaybookRun, run_playbook
+from tests.support import PlaybookRun, run_deploy
 
 RATE = 100.0
 
 
 def deploy(lab: Lab, version: str, *extra: str, **behaviour: object) -> PlaybookRun:
-    artifact = lab.build(version, **behaviour)
-    return run_playbook(
-        Path("fleet.rollout.deploy"),
-        lab.inventory,
-        "-e",
-        f"deploy_version={version}",
-        "-e",
-        f"deploy_artifact={artifact}",
-        *extra,
-    )
+    return run_deploy(lab.inventory, version, lab.build(version, **behaviour), *extra)
 
 
 def deploy_under_traffic(

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from lab.fleet import Lab
-from tests.support import ROOT, VENV_BIN, ansible_env, descendants, run_playbook
+from tests.support import ROOT, VENV_BIN, ansible_env, descendants, run_deploy
 
 CALLBACK = "fleet.rollout.rollout_journal"
 CYCLE = ["stage", "drain", "switch", "verify", "enable"]
@@ -72,14 +72,10 @@ def assert_times_are_consistent(host: dict[str, Any]) -> None:
 
 
 def deploy(lab: Lab, journal_dir: Path, version: str, *extra: str, **behaviour: object) -> tuple[int, str]:
-    artifact = lab.build(version, **behaviour)
-    run = run_playbook(
-        Path("fleet.rollout.deploy"),
+    run = run_deploy(
         lab.inventory,
-        "-e",
-        f"deploy_version={version}",
-        "-e",
-        f"deploy_artifact={artifact}",
+        version,
+        lab.build(version, **behaviour),
         "-e",
         f"rollout_journal_dir={journal_dir}",
         *extra,
