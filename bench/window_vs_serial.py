@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for `lab`
 
@@ -46,6 +47,7 @@ RESULTS = {"ok", "failed", "skipped", "unreachable"}
 TARGET_VS_SERIAL, TARGET_VS_BOUND = 0.6, 1.4
 STRAGGLER_SECONDS = 10.0
 TRAFFIC_MAX_SECONDS = 3600.0
+_T = TypeVar("_T")
 
 
 def work_map(hosts: list[str], seed: int, stragglers: int, scale: float = 1.0) -> dict[str, float]:
@@ -281,7 +283,7 @@ def in_order(seconds: list[float], window: int) -> float:
 
 def serial_batches(seconds: list[float], window: int) -> float:
     """Wall time of perfect `serial: window` batches: each batch takes its slowest host."""
-    return sum(max(seconds[i : i + window]) for i in range(0, len(seconds), window))
+    return sum(max(batch) for batch in batches(seconds, window))
 
 
 def work_limit(work: dict[str, float], window: int) -> float:
@@ -304,8 +306,8 @@ def idle_slots(run: Run, window: int) -> tuple[float, float]:
     return before, after
 
 
-def batches(hosts: list[str], window: int) -> list[list[str]]:
-    """`serial: window` batches of the hosts, in inventory order."""
+def batches(hosts: list[_T], window: int) -> list[list[_T]]:
+    """`serial: window` batches of the hosts (or of their times), in inventory order."""
     return [hosts[i : i + window] for i in range(0, len(hosts), window)]
 
 
@@ -328,7 +330,8 @@ def report_repeat(rolling: Run, linear: Run, work: dict[str, float], window: int
         f"lower bound = max({sum(s.seconds for s in rolling.busy.values()):.1f} / {window}, "
         f"{max(s.seconds for s in rolling.busy.values()):.2f}) = {bound:.2f} s (rolling run's busy times)"
     )
-    ordered = in_order([rolling.busy[h].seconds for h in sorted(work)], window)
+    rolling_busy = [rolling.busy[h].seconds for h in sorted(work)]  # in play (inventory) order
+    ordered = in_order(rolling_busy, window)
     print(
         f"in-order optimum = {ordered:.2f} s (hosts started in play order, each the instant a slot frees, "
         f"with the rolling run's busy times); the roll play took {rolling.play.seconds / ordered:.2f}x that"
@@ -379,7 +382,7 @@ def report_repeat(rolling: Run, linear: Run, work: dict[str, float], window: int
         f"  rolling: {in_flight:.2f} hosts in flight on average (window {window}); idle slot-seconds "
         f"{admission:.1f} before the last host started, {tail:.1f} after"
     )
-    serial_bound = serial_batches([rolling.busy[h].seconds for h in sorted(work)], window)
+    serial_bound = serial_batches(rolling_busy, window)
     for number, batch in enumerate(batches(sorted(work), window), 1):
         span = Span(min(linear.busy[h].start for h in batch), max(linear.busy[h].end for h in batch))
         slowest = max(linear.busy[h].seconds for h in batch)
