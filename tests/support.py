@@ -5,19 +5,29 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
 import subprocess
+import tarfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from lab.haproxy import show_stat
+
+if TYPE_CHECKING:
+    from lab.fleet import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -38,6 +48,34 @@ class PlaybookRun:
                 pairs = (item.split("=") for item in counters.split())
                 return {key: int(value) for key, value in pairs}
         raise AssertionError(f"no recap for {host} in:\n{self.stdout[-3000:]}")
+
+
+@dataclass(frozen=True)
+class Core:
+    """One ansible-core of the version matrix: its venv and its version."""
+
+    venv: Path
+    version: str
+
+    @property
+    def ansible_playbook(self) -> Path:
+        return self.venv / "bin" / "ansible-playbook"
+
+
+def core_matrix() -> list[object]:
+    """pytest params of the version matrix `make setup` makes: .venv (2.19), 2.17 and the newest; a venv
+    that is missing is a skipped param that says so."""
+    params: list[object] = []
+    for name in (".venv", ".venv-core-2.17", ".venv-core-latest"):
+        venv = ROOT / name
+        releases = sorted(venv.glob("lib/python3*/site-packages/ansible/release.py"))
+        found = re.search(r"__version__ = ['\"]([^'\"]+)", releases[0].read_text()) if releases else None
+        if found is None or not (venv / "bin" / "ansible-playbook").exists():
+            reason = f"no {name}: run `make setup` (.venv-core-latest needs a python3.13)"
+            params.append(pytest.param(None, id=f"{name}-absent", marks=pytest.mark.skip(reason=reason)))
+        else:
+            params.append(pytest.param(Core(venv, found.group(1)), id=f"core-{found.group(1)}"))
+    return params
 
 
 def ansible_env(**extra: str) -> dict[str, str]:
@@ -104,6 +142,30 @@ def run_deploy(
     )
 
 
+def fleet_state(lab: Lab) -> dict[str, tuple[str | None, str]]:
+    """Every lab host's current release and its status on the first balancer."""
+    status = {row["svname"]: row["status"] for row in show_stat(lab.balancers[0].socket)}
+    return {host.name: (host.current_release(), status[host.name]) for host in lab.hosts}
+
+
+def deploy_report(run: PlaybookRun) -> dict[str, Any]:
+    """The message of the deploy playbook's report play, as JSON."""
+    text = run.stdout[run.stdout.index("PLAY [Report how the rollout ended]") :]
+    body = text[text.index("{") : text.index("\nPLAY RECAP")]
+    return dict(json.loads(body)["msg"])
+
+
+def make_tar(path: Path, files: dict[str, str]) -> Path:
+    """A tar.gz at ``path`` of text files (name: content), mode 0644."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
 def write_play(path: Path, tasks: list[dict[str, Any]], hosts: str = "localhost") -> Path:
     """A playbook of one play of ``tasks`` on ``hosts``, without gathering facts."""
     play = {"hosts": hosts, "gather_facts": False, "tasks": tasks}
@@ -141,16 +203,25 @@ def run_play(
     inventory: Path | str,
     hosts: str = "localhost",
     timeout: float = 600,
+    ansible_playbook: Path | str = VENV_BIN / "ansible-playbook",
     **env: str,
 ) -> tuple[PlaybookRun, dict[str, Any]]:
-    """Run one play of ``tasks`` from ``directory`` with an empty ansible.cfg; return the run and what
-    its ``record`` tasks saved (in ``directory``) this time."""
+    """Run one play of ``tasks`` from ``directory`` with an empty ansible.cfg (and ``ansible_playbook``);
+    return the run and what its ``record`` tasks saved (in ``directory``) this time."""
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.glob("*@*.json"):
         old.unlink()
     playbook = write_play(directory / "playbook.yml", tasks, hosts)
     config = str(empty_config(directory))
-    done = run_playbook(playbook, inventory, *args, timeout=timeout, ANSIBLE_CONFIG=config, **env)
+    done = run_playbook(
+        playbook,
+        inventory,
+        *args,
+        timeout=timeout,
+        ansible_playbook=ansible_playbook,
+        ANSIBLE_CONFIG=config,
+        **env,
+    )
     return done, recorded(directory)
 
 
@@ -160,6 +231,7 @@ def run_local_tasks(
     *args: str,
     python: str | Path = VENV_PYTHON,
     ignore_errors: bool = False,
+    ansible_playbook: Path | str = VENV_BIN / "ansible-playbook",
     **env: str,
 ) -> tuple[PlaybookRun, list[dict[str, Any]]]:
     """Run the tasks on localhost with ``python`` from ``directory`` (see run_play), each registered, their
@@ -178,6 +250,7 @@ def run_local_tasks(
         *args,
         inventory="localhost,",
         timeout=120,
+        ansible_playbook=ansible_playbook,
         **env,
     )
     assert run.rc == 0, run.stdout + run.stderr
@@ -208,14 +281,25 @@ def run_tasks(
 
 
 @functools.cache
-def oldest_python() -> str | None:
-    """The oldest Python a managed host may have (ansible-core 2.19 modules: 3.8), if this machine has it."""
+def target_python(version: str) -> str | None:
+    """A ``python<version>`` (e.g. "3.7") that runs, on PATH or pyenv's (whose shims on PATH answer only for
+    the versions pyenv has selected), if this machine has one."""
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates = [shutil.which("python3.8"), *map(str, sorted(pyenv.glob("versions/3.8*/bin/python3.8")))]
+    name = f"python{version}"
+    candidates = [shutil.which(name), *map(str, sorted(pyenv.glob(f"versions/{version}.*/bin/{name}")))]
     for candidate in filter(None, candidates):
         if subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0:
             return candidate
     return None
+
+
+def oldest_python() -> str | None:
+    """The oldest Python a managed host may have for ansible-core 2.19's modules (3.8), if this machine
+    has it. The oldest supported ansible-core, 2.17 (CORE_2_17_BIN), still runs modules on 3.7."""
+    return target_python("3.8")
+
+
+CORE_2_17_BIN = ROOT / ".venv-core-2.17" / "bin"  # made by `make setup`
 
 
 class QuietHandler(BaseHTTPRequestHandler):

@@ -102,6 +102,7 @@ from ansible_collections.fleet.rollout.plugins.plugin_utils._journal import (
     phase_of,
 )
 from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import CANARY, DEFAULTS, WINDOW
+from ansible_collections.fleet.rollout.plugins.plugin_utils._task_result import result_parts
 
 if TYPE_CHECKING:
     from ansible.executor.stats import AggregateStats
@@ -113,14 +114,6 @@ if TYPE_CHECKING:
 JOURNAL_DIR_VAR = "rollout_journal_dir"
 ENDED_EARLY = "ansible-playbook ended before the play recap (interrupted, or stopped by an error)"
 TERMINATED = "ansible-playbook was terminated (SIGTERM) before the play recap"
-
-
-def _parts(result: Any) -> tuple[Host, Task, Mapping[str, Any]]:
-    """Host, task and result dict of a task result: ``host``/``task``/``result`` on ansible-core 2.19 and
-    later (``_host``/``_task``/``_result`` there are deprecated), only the underscored ones on 2.17."""
-    if hasattr(result, "result"):
-        return result.host, result.task, result.result
-    return result._host, result._task, result._result
 
 
 def _task_chain(task: Task) -> list[str]:
@@ -210,19 +203,19 @@ class CallbackModule(CallbackBase):
                 self._changed()
 
     def v2_runner_on_ok(self, result: Any) -> None:
-        host, task, data = _parts(result)
+        host, task, data = result_parts(result)
         self._finished_task(host, task, CHANGED if data.get("changed") else OK, None)
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
-        host, task, data = _parts(result)
+        host, task, data = result_parts(result)
         self._finished_task(host, task, IGNORED if ignore_errors else FAILED, _failure_message(data))
 
     def v2_runner_on_unreachable(self, result: Any) -> None:
-        host, task, data = _parts(result)
+        host, task, data = result_parts(result)
         self._finished_task(host, task, UNREACHABLE, _failure_message(data))
 
     def v2_runner_on_skipped(self, result: Any) -> None:
-        host, task, _data = _parts(result)
+        host, task, _data = result_parts(result)
         self._finished_task(host, task, SKIPPED, None)
 
     def v2_playbook_on_stats(self, stats: AggregateStats) -> None:

@@ -26,8 +26,9 @@ from ansible_collections.fleet.rollout.plugins.module_utils._validate import (
     validate_name,
 )
 
-AdminCommand = t.Literal["ready", "drain", "maint"]
-HealthCommand = t.Literal["up", "stopping", "down"]
+if t.TYPE_CHECKING:  # typing.Literal is Python 3.8+; module code also runs on 3.7 targets
+    AdminCommand = t.Literal["ready", "drain", "maint"]
+    HealthCommand = t.Literal["up", "stopping", "down"]
 
 # srv_admin_state bits of `show servers state` (HAProxy include/haproxy/server-t.h).
 ADMIN_FORCED_MAINT = 0x01

@@ -59,9 +59,9 @@ class HttpResponse:
     body: bytes
 
 
-class HttpFetch(t.Protocol):
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        """Return the response, or raise ConnectionFailedError when there is none."""
+# Return the response, or raise ConnectionFailedError when there is none. (A Callable rather than a
+# typing.Protocol, which is Python 3.8+: module code also runs on 3.7 targets.)
+HttpFetch = t.Callable[[HttpRequest], HttpResponse]
 
 
 TcpConnect = t.Callable[[str, int, float], None]
@@ -243,6 +243,8 @@ class HealthProbe:
         while True:
             attempt += 1
             began = self.clock()
+            if began >= end:  # a sleep that overslept the deadline (a loaded machine): no attempt after it
+                raise self._failure(attempt - 1, began - start, streak, list(seen))
             observation = observe(attempt, began - start, min(spec.timeout, end - began))
             seen.append(observation)
             now = self.clock()

@@ -228,6 +228,21 @@ def check_links_inside(dest: str) -> None:
                 )
 
 
+def copy_tree_into(src: str, dest: str) -> None:
+    """Copy the directory ``src`` into the existing empty directory ``dest``, symlinks as symlinks.
+
+    What ``shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)`` does, which is Python 3.8+:
+    module code also runs on 3.7 targets.
+    """
+    for name in os.listdir(src):
+        source, target = os.path.join(src, name), os.path.join(dest, name)
+        if os.path.isdir(source) and not os.path.islink(source):
+            shutil.copytree(source, target, symlinks=True)
+        else:
+            shutil.copy2(source, target, follow_symlinks=False)
+    shutil.copystat(src, dest)
+
+
 def extract_tar(archive: str, dest: str) -> None:
     """Unpack a (compressed) tar into the existing empty directory ``dest``, member by member, checked."""
     dest = os.path.realpath(dest)
@@ -619,7 +634,7 @@ class ReleaseManager:
             if source.url is not None:
                 self._install_from_url(source, staging)
             elif source.src is not None and os.path.isdir(source.src):
-                shutil.copytree(source.src, staging, symlinks=True, dirs_exist_ok=True)
+                copy_tree_into(source.src, staging)
                 check_links_inside(os.path.realpath(staging))
             elif source.src is not None and os.path.isfile(source.src):
                 self._verify(source.src, source.checksum, source.src)

@@ -191,7 +191,6 @@ error:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
 from ansible_collections.fleet.rollout.plugins.module_utils._health import (
     ARGUMENT_SPEC,
     HAS_JMESPATH,
@@ -199,17 +198,14 @@ from ansible_collections.fleet.rollout.plugins.module_utils._health import (
     SPEC_CONSTRAINTS,
     check_health,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_CONSTRAINTS)
     if module.params["json_query"] is not None and not HAS_JMESPATH:
         module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
-    try:
-        result = check_health(module.params)
-    except FleetRolloutError as exc:
-        module.fail_json(msg=exc.message, **exc.details)
-    module.exit_json(**result)
+    exit_module(module, lambda: check_health(module.params))
 
 
 if __name__ == "__main__":

@@ -258,23 +258,19 @@ state:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
 from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import (
     MEMBER_ARGUMENT_SPEC,
     MEMBER_SPEC_CONSTRAINTS,
     apply_member,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=MEMBER_ARGUMENT_SPEC, supports_check_mode=True, **MEMBER_SPEC_CONSTRAINTS
     )
-    try:
-        result = apply_member(module.params, module.check_mode, module._diff)
-    except FleetRolloutError as error:
-        module.fail_json(msg=error.message, **error.details)
-    module.exit_json(**result)
+    exit_module(module, lambda: apply_member(module.params, module.check_mode, module._diff))
 
 
 if __name__ == "__main__":

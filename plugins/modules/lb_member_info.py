@@ -173,20 +173,16 @@ servers:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
 from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import (
     INFO_ARGUMENT_SPEC,
     report_members,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=INFO_ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        result = report_members(module.params)
-    except FleetRolloutError as error:
-        module.fail_json(msg=error.message, **error.details)
-    module.exit_json(**result)
+    exit_module(module, lambda: report_members(module.params))
 
 
 if __name__ == "__main__":

@@ -239,7 +239,7 @@ removed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
+from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
 from ansible_collections.fleet.rollout.plugins.module_utils._release_task import (
     ARGUMENT_SPEC,
     SPEC_CONSTRAINTS,
@@ -249,13 +249,10 @@ from ansible_collections.fleet.rollout.plugins.module_utils._release_task import
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_CONSTRAINTS)
-    try:
-        result = apply_release(module.params, module.check_mode, module._diff, run_command=module.run_command)
-    except FleetRolloutError as exc:
-        module.fail_json(msg=exc.message, **exc.details)
-    for warning in result.pop("warnings", []):  # exit_json(warnings=...) is deprecated
-        module.warn(warning)
-    module.exit_json(**result)
+    exit_module(
+        module,
+        lambda: apply_release(module.params, module.check_mode, module._diff, run_command=module.run_command),
+    )
 
 
 if __name__ == "__main__":

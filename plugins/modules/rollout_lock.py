@@ -214,21 +214,17 @@ holder:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
 from ansible_collections.fleet.rollout.plugins.module_utils._lock import (
     ARGUMENT_SPEC,
     SPEC_CONSTRAINTS,
     run_lock,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_CONSTRAINTS)
-    try:
-        result = run_lock(module.params, module.check_mode, module._diff)
-    except FleetRolloutError as exc:
-        module.fail_json(msg=exc.message, **exc.details)
-    module.exit_json(**result)
+    exit_module(module, lambda: run_lock(module.params, module.check_mode, module._diff))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ a balancer socket or a health URL the controller can reach needs none of that. W
 connection is `local` (a `delegate_to: localhost`, or a host that is the controller), the module_utils
 code the module would run is called in this process, with the same argument spec, the same check and
 diff handling and the same results. The module still runs as a module where that would differ: on any
-other connection, with `become`, or when the task names a Python interpreter other than this one.
+other connection, with `become`, when the task has an `environment` (proxy variables for open_url, a PATH
+for a restart command: only a module's process gets them), or when the task names a Python interpreter
+other than this one.
 """
 
 from __future__ import annotations
@@ -49,10 +51,17 @@ class ControllerSideAction(ActionBase):
         return result
 
     def _same_process_would_do(self, task_vars: dict[str, t.Any]) -> bool:
-        if self._connection.transport != "local" or self._task.become:
+        if self._connection.transport != "local" or self._task.become or self._task_environment():
             return False
         interpreter = self._templar.template(task_vars.get("ansible_python_interpreter"))
         return interpreter is None or str(interpreter).startswith("auto") or is_this_python(str(interpreter))
+
+    def _task_environment(self) -> dict[str, t.Any]:
+        """The task's `environment` (with the play's and blocks' it inherits), templated: what ansible-core
+        sets for a module, computed by ActionBase's own code (the same in ansible-core 2.17 to 2.21)."""
+        environment: dict[str, t.Any] = {}
+        self._compute_environment_string(environment)
+        return environment
 
 
 def is_this_python(interpreter: str) -> bool:

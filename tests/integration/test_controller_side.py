@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import typing as t
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lab.fleet import Lab
-from tests.support import VENV_BIN, QuietHandler, run_playbook, serve_http, write_play
+from tests.support import VENV_BIN, QuietHandler, record, recorded, run_playbook, serve_http, write_play
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -66,6 +68,59 @@ def test_become_keeps_the_module_on_the_target(tmp_path: Path, health_url: str) 
     )
     assert run.rc == 0, run.stdout[-3000:]
     assert "AnsiballZ_health_check.py" in run.stdout
+
+
+class ProxyRecorder(QuietHandler):
+    """An HTTP proxy that answers every request itself and remembers the URLs it was asked for."""
+
+    asked: t.ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.asked.append(self.path)  # a proxy is asked for the absolute URL
+        self.answer(200, "via the proxy")
+
+
+@pytest.mark.parametrize(
+    ("where", "environment", "via_proxy"),
+    [("task", "proxy", True), ("play", "proxy", True), ("task", "empty", False)],
+)
+def test_the_task_environment_reaches_the_module(
+    tmp_path: Path, health_url: str, where: str, environment: str, via_proxy: bool
+) -> None:
+    """A task's `environment` (its own or inherited from the play) is a module's process environment,
+    e.g. the proxy open_url uses; the in-process path has none, so such a task runs as a module."""
+    ProxyRecorder.asked.clear()
+    with serve_http(ProxyRecorder) as proxy:
+        env = {"http_proxy": proxy} if environment == "proxy" else {}
+        probe = {"name": "Probe", "fleet.rollout.health_check": {"url": health_url, "deadline": 5}}
+        task = {**probe, "register": "probe", **({"environment": env} if where == "task" else {})}
+        play = {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [task, record(tmp_path, "probe", "probe")],
+        }
+        if where == "play":
+            play["environment"] = env
+        playbook = tmp_path / "play.yml"
+        playbook.write_text(json.dumps([play]))
+        run = run_playbook(
+            playbook,
+            "localhost,",
+            "-c",
+            "local",
+            "-vvv",
+            "-e",
+            f"ansible_python_interpreter={VENV_BIN / 'python'}",
+            # No proxy settings of this machine's own: only the task's count.
+            http_proxy="",
+            HTTP_PROXY="",
+            no_proxy="",
+            NO_PROXY="",
+        )
+    assert run.rc == 0, run.stdout[-3000:]
+    assert ProxyRecorder.asked == ([health_url] if via_proxy else [])
+    assert recorded(tmp_path)["probe"]["excerpt"] == ("via the proxy" if via_proxy else "ok")
+    assert ("AnsiballZ_health_check.py" in run.stdout) is via_proxy
 
 
 @pytest.mark.lab(hosts=2)

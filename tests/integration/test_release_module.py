@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tarfile
 import typing as t
@@ -11,19 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import VENV_PYTHON, oldest_python, run_tasks, serve_http
+from tests.support import VENV_PYTHON, make_tar, oldest_python, run_tasks, serve_http
 
 OLDEST_PYTHON = oldest_python()
-
-
-def make_artifact(path: Path, files: dict[str, str]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def sha256(path: Path) -> str:
@@ -35,7 +24,7 @@ def artifacts(tmp_path: Path) -> Path:
     folder = tmp_path / "artifacts"
     folder.mkdir()
     for version in ("1.0.0", "1.1.0", "1.3.0"):
-        make_artifact(folder / f"app-{version}.tar.gz", {"VERSION": version, "app.py": "print('hi')\n"})
+        make_tar(folder / f"app-{version}.tar.gz", {"VERSION": version, "app.py": "print('hi')\n"})
     with tarfile.open(folder / "evil.tar.gz", "w:gz") as tar:
         link = tarfile.TarInfo("config")
         link.type, link.linkname = tarfile.SYMTYPE, "../../../etc"

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from lab.fleet import Lab
-from lab.haproxy import show_stat
 from lab.traffic import Traffic
-from tests.support import PlaybookRun, run_playbook
+from tests.support import PlaybookRun, fleet_state, run_playbook
 
 QUICK_HEALTH = json.dumps({"deploy_health": {"deadline": 3}})
 
@@ -34,11 +33,6 @@ def deploy(lab: Lab, artifact: Path, *extra: str) -> PlaybookRun:
         QUICK_HEALTH,
         *extra,
     )
-
-
-def fleet_state(lab: Lab) -> dict[str, tuple[str | None, str]]:
-    status = {row["svname"]: row["status"] for row in show_stat(lab.balancers[0].socket)}
-    return {host.name: (host.current_release(), status[host.name]) for host in lab.hosts}
 
 
 @pytest.mark.lab(hosts=10)

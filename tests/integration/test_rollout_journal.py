@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from lab.fleet import Lab
-from tests.support import ROOT, VENV_BIN, ansible_env, descendants, run_deploy
+from tests.support import ROOT, VENV_BIN, Core, ansible_env, core_matrix, descendants, run_deploy
 
 CALLBACK = "fleet.rollout.rollout_journal"
 CYCLE = ["stage", "drain", "switch", "verify", "enable"]
@@ -203,26 +202,6 @@ def _some_host_is_in_its_cycle(journal_dir: Path) -> bool:
 
 
 # ---- every ansible-core of the matrix, without the lab -----------------------------------------------
-@dataclass(frozen=True)
-class Core:
-    venv: Path
-    version: str
-
-
-def _matrix() -> list[object]:
-    params: list[object] = []
-    for name in (".venv", ".venv-core-2.17", ".venv-core-latest"):
-        venv = ROOT / name
-        releases = sorted(venv.glob("lib/python3*/site-packages/ansible/release.py"))
-        found = re.search(r"__version__ = ['\"]([^'\"]+)", releases[0].read_text()) if releases else None
-        if found is None or not (venv / "bin" / "ansible-playbook").exists():
-            reason = f"no {name}: run `make setup` (.venv-core-latest needs a python3.13)"
-            params.append(pytest.param(None, id=f"{name}-absent", marks=pytest.mark.skip(reason=reason)))
-        else:
-            params.append(pytest.param(Core(venv, found.group(1)), id=f"core-{found.group(1)}"))
-    return params
-
-
 # A role laid out as fleet.rollout.deploy is: its task files are the phases, recover.yml is the rescue.
 MINI_ROLE = {
     "main.yml": """
@@ -367,7 +346,7 @@ def assert_mini_journal(journal: dict[str, Any], strategy: str) -> None:
     assert_times_are_consistent(failed)
 
 
-@pytest.mark.parametrize("core", _matrix())
+@pytest.mark.parametrize("core", core_matrix())
 def test_each_ansible_core_journals_the_phases_under_the_rolling_strategy(core: Core, tmp_path: Path) -> None:
     rc, output, journal = run_mini(core, tmp_path)
     assert rc == 2, output[-3000:]

@@ -303,3 +303,17 @@ def test_spec_is_immutable_input() -> None:
     spec = HealthCheckSpec(url=URL)
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.url = "http://other/"  # type: ignore[misc]
+
+
+def test_a_sleep_that_overshoots_the_deadline_ends_the_check_without_a_timeout_below_zero() -> None:
+    """On a loaded machine a sleep can wake after the deadline; the next attempt would get a negative
+    timeout (socket: "Timeout value out of range"). The check fails at the deadline instead."""
+    health, clock, fetch = probe([503], deadline=1.0, interval=0.5)
+
+    def oversleep(seconds: float) -> None:
+        clock.now += seconds + 1.0
+
+    health.sleep = oversleep
+    with pytest.raises(HealthCheckFailedError, match=r"not healthy within 1s \(1 attempts\)"):
+        health.run()
+    assert [request.timeout > 0 for request in fetch.requests] == [True]

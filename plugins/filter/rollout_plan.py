@@ -1,0 +1,73 @@
+# Copyright: fleet.rollout developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters the deploy and rollback playbooks plan a rollout with: preflight's checks, the failure budget."""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Iterable, Mapping
+
+from ansible.errors import AnsibleFilterError
+from ansible.parsing.dataloader import DataLoader
+from ansible.utils.vars import load_extra_vars
+from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import (
+    DEFAULTS,
+    RolloutOptionError,
+    parse_host_count,
+)
+
+# Read by play keywords (hosts, strategy, serial) or by the strategy, which see play variables and extra
+# variables only: set on a host (inventory, group_vars, host_vars, a fact) they would be ignored.
+PLAY_SETTINGS = (*DEFAULTS, "rollout_strategy", "deploy_target", "rollout_journal_dir")
+
+
+def host_count(value: t.Any, total_hosts: int, name: str = "rollout_max_failures") -> int:
+    """A count of hosts, or a percentage of ``total_hosts`` rounded down (as the rolling strategy does)."""
+    try:
+        return parse_host_count(name, value, minimum=0).of(int(total_hosts), at_least_one=False)
+    except RolloutOptionError as error:
+        raise AnsibleFilterError(str(error)) from error
+
+
+def missing_servers(balancers: t.Any, seen: t.Any, server: str) -> list[str]:
+    """Where ``server`` is not a member: ``<socket>`` of a balancer without it, or ``<socket> backend <b>``
+    for a backend that a balancer names and that does not hold it. ``seen`` is lb_member_info's servers."""
+    if not isinstance(balancers, list) or not isinstance(seen, list):
+        raise AnsibleFilterError("missing_servers needs the list of balancers and the list of servers seen")
+    members: dict[str, set[str]] = {}
+    for row in seen:
+        if isinstance(row, Mapping) and row.get("server") == server:
+            members.setdefault(str(row.get("balancer")), set()).add(str(row.get("backend")))
+    missing: list[str] = []
+    for balancer in balancers:
+        socket = str(balancer.get("socket")) if isinstance(balancer, Mapping) else str(balancer)
+        backends = (balancer.get("backends") if isinstance(balancer, Mapping) else None) or []
+        found = members.get(socket, set())
+        if not found:
+            missing.append(socket)
+        missing += [f"{socket} backend {backend}" for backend in backends if backend not in found]
+    return missing
+
+
+def misplaced_settings(hosts: Iterable[str], hostvars: t.Any) -> list[str]:
+    """One line per play setting that the hosts' own variables set (and an extra variable does not), where
+    the plays cannot see it."""
+    extra_vars = load_extra_vars(DataLoader())
+    lines = []
+    for name in PLAY_SETTINGS:
+        if name in extra_vars:
+            continue  # an extra variable is seen by the play and wins over the host's
+        holders = [host for host in hosts if name in hostvars[host]]
+        if holders:
+            shown = ", ".join(holders[:5]) + (f" and {len(holders) - 5} more" if len(holders) > 5 else "")
+            lines.append(f"{name} (set on {shown})")
+    return lines
+
+
+class FilterModule:
+    def filters(self) -> dict[str, t.Callable[..., t.Any]]:
+        return {
+            "host_count": host_count,
+            "missing_servers": missing_servers,
+            "misplaced_settings": misplaced_settings,
+        }

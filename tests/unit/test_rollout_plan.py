@@ -1,0 +1,72 @@
+"""The filters of fleet.rollout.rollout_plan: preflight's membership check, play settings in the
+inventory, and the failure budget as a count."""
+
+from __future__ import annotations
+
+import pytest
+from ansible import context
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.collections import ImmutableDict
+from ansible_collections.fleet.rollout.plugins.filter.rollout_plan import (
+    host_count,
+    misplaced_settings,
+    missing_servers,
+)
+
+SEEN = [
+    {"balancer": "/run/lb1.sock", "backend": "app", "server": "app01"},
+    {"balancer": "/run/lb1.sock", "backend": "api", "server": "app02"},
+    {"balancer": "/run/lb2.sock", "backend": "app", "server": "app02"},
+]
+
+
+@pytest.mark.parametrize(
+    ("balancers", "server", "missing"),
+    [
+        ([{"socket": "/run/lb1.sock"}], "app01", []),
+        ([{"socket": "/run/lb1.sock", "backends": ["app"]}], "app01", []),
+        ([{"socket": "/run/lb1.sock", "backends": ["nope"]}], "app01", ["/run/lb1.sock backend nope"]),
+        ([{"socket": "/run/lb2.sock"}], "app01", ["/run/lb2.sock"]),
+        ([{"socket": "/run/lb1.sock", "backends": ["api", "app"]}], "app02", ["/run/lb1.sock backend app"]),
+        ([], "app01", []),
+    ],
+)
+def test_missing_servers_names_each_balancer_and_backend_without_the_server(
+    balancers: list[dict[str, object]], server: str, missing: list[str]
+) -> None:
+    assert missing_servers(balancers, SEEN, server) == missing
+
+
+def test_missing_servers_refuses_what_is_not_a_list() -> None:
+    with pytest.raises(AnsibleFilterError, match="list of balancers"):
+        missing_servers({"socket": "/run/lb1.sock"}, SEEN, "app01")
+
+
+@pytest.mark.parametrize(
+    ("value", "total", "count"), [(0, 10, 0), (2, 10, 2), ("3", 10, 3), ("25%", 10, 2), ("5%", 10, 0)]
+)
+def test_host_count_resolves_counts_and_percentages(value: object, total: int, count: int) -> None:
+    assert host_count(value, total) == count
+
+
+def test_host_count_names_a_bad_value() -> None:
+    with pytest.raises(AnsibleFilterError, match=r"rollout_max_failures must be .* got 'many'"):
+        host_count("many", 10)
+
+
+def test_misplaced_settings_names_play_settings_on_hosts_unless_an_extra_var_sets_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hostvars = {
+        "app01": {"rollout_window": 3, "deploy_version": "v2"},
+        "app02": {"rollout_window": 3, "rollout_strategy": "linear"},
+        "app03": {},
+    }
+    monkeypatch.setattr(context, "CLIARGS", ImmutableDict(extra_vars=()))
+    assert misplaced_settings(["app01", "app02", "app03"], hostvars) == [
+        "rollout_window (set on app01, app02)",
+        "rollout_strategy (set on app02)",
+    ]
+    # -e rollout_window=3 is in every host's variables too, and is where it belongs
+    monkeypatch.setattr(context, "CLIARGS", ImmutableDict(extra_vars=("rollout_window=3",)))
+    assert misplaced_settings(["app01", "app02", "app03"], hostvars) == ["rollout_strategy (set on app02)"]
