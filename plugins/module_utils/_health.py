@@ -1,6 +1,9 @@
 # Private to this collection: not a public API, may change without notice.
 """The health probe: poll an HTTP(S) URL or a TCP port until it is healthy, and say what was seen.
 
+It fails fast when the target is plainly broken: ``failure_threshold`` definitive failures in a row (see
+HealthProbe.definitive) end the check before its deadline.
+
 The probe never touches AnsibleModule: the HTTP fetch, the TCP connect, the clock and the sleep are
 injected, so the same class runs inside the health_check module on the managed host and, later, from an
 action plugin on the controller.
@@ -39,6 +42,8 @@ except ImportError:
 MAX_BODY_BYTES = 1024 * 1024  # what body_regex and json_query see; a health page is small
 EXCERPT_CHARS = 200
 OBSERVATIONS_KEPT = 10  # the last few attempts are evidence enough; a long poll must not flood the result
+# socket.timeout is not TimeoutError before Python 3.10; module code also runs on 3.7 targets.
+TIMEOUT_ERRORS = (socket.timeout, TimeoutError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +91,9 @@ class HealthCheckSpec:
     interval: float = 0.5
     timeout: float = 5.0
     deadline: float = 60.0
+    failure_threshold: int = 3
+    warming_status: tuple[int, ...] = (503,)
+    startup_grace: float = 10.0
 
     @property
     def target(self) -> str:
@@ -94,7 +102,8 @@ class HealthCheckSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Observation:
-    """One attempt: when it began (seconds into the check), what came back, why it was not healthy."""
+    """One attempt: when it began (seconds into the check), what came back, why it was not healthy, and
+    whether that failure was definitive (counted towards failure_threshold)."""
 
     attempt: int
     at: float
@@ -103,11 +112,14 @@ class Observation:
     status: int | None = None
     error: str | None = None
     excerpt: str = ""
+    definitive: bool = False
+    timed_out: bool = False  # no answer within the attempt's timeout (rather than refused or unreachable)
 
     def to_dict(self) -> dict[str, t.Any]:
         data = dataclasses.asdict(self)
         data["at"] = round(self.at, 3)
         data["duration"] = round(self.duration, 3)
+        del data["timed_out"]  # the error says so; the result keeps the documented keys
         return data
 
 
@@ -118,7 +130,10 @@ def tcp_connect(host: str, port: int, timeout: float) -> None:
             pass
     except OSError as exc:
         raise ConnectionFailedError(
-            f"TCP connect to {host}:{port} failed: {exc}", host=host, port=port
+            f"TCP connect to {host}:{port} failed: {exc}",
+            host=host,
+            port=port,
+            timed_out=isinstance(exc, TIMEOUT_ERRORS),
         ) from exc
 
 
@@ -148,9 +163,15 @@ class OpenUrlFetch:
                 body = b""
             return HttpResponse(status=exc.code, body=body)
         except urllib.error.URLError as exc:
-            raise ConnectionFailedError(f"{request.url}: {exc.reason}", url=request.url) from exc
+            raise ConnectionFailedError(
+                f"{request.url}: {exc.reason}",
+                url=request.url,
+                timed_out=isinstance(exc.reason, TIMEOUT_ERRORS),
+            ) from exc
         except (OSError, http.client.HTTPException, UrlConnectionError) as exc:
-            raise ConnectionFailedError(f"{request.url}: {exc}", url=request.url) from exc
+            raise ConnectionFailedError(
+                f"{request.url}: {exc}", url=request.url, timed_out=isinstance(exc, TIMEOUT_ERRORS)
+            ) from exc
 
 
 def parse_tcp_target(value: str) -> tuple[str, int]:
@@ -214,7 +235,12 @@ class ResponseChecks:
 
 
 class HealthProbe:
-    """Polls until ``successes`` healthy answers in a row that stay healthy for ``stable_for`` seconds."""
+    """Polls until ``successes`` healthy answers in a row that stay healthy for ``stable_for`` seconds.
+
+    Fails at ``deadline``, or as soon as ``failure_threshold`` attempts in a row were definitive failures
+    (0: never early). Any attempt that is not a definitive failure (healthy, warming, inconclusive) ends
+    such a run.
+    """
 
     def __init__(
         self,
@@ -231,7 +257,8 @@ class HealthProbe:
         self.sleep = sleep
 
     def run(self) -> dict[str, t.Any]:
-        """Probe until healthy (return what was seen) or the deadline (raise HealthCheckFailedError)."""
+        """Probe until healthy (return what was seen), or until the deadline or ``failure_threshold``
+        definitive failures in a row (raise HealthCheckFailedError, ``failed_fast`` saying which)."""
         observe = self._observer()
         spec = self.spec
         start = self.clock()
@@ -239,6 +266,8 @@ class HealthProbe:
         seen: deque[Observation] = deque(maxlen=OBSERVATIONS_KEPT)
         streak = 0
         streak_began = start
+        answered = False  # the target gave any answer (an HTTP status, a TCP connection) in this check
+        failures = 0  # definitive failures in a row
         attempt = 0
         while True:
             attempt += 1
@@ -246,8 +275,16 @@ class HealthProbe:
             if began >= end:  # a sleep that overslept the deadline (a loaded machine): no attempt after it
                 raise self._failure(attempt - 1, began - start, streak, list(seen))
             observation = observe(attempt, began - start, min(spec.timeout, end - began))
+            answered = answered or observation.healthy or observation.status is not None
+            if self.definitive(observation, answered):
+                observation = dataclasses.replace(observation, definitive=True)
+                failures += 1
+            else:
+                failures = 0
             seen.append(observation)
             now = self.clock()
+            if spec.failure_threshold and failures >= spec.failure_threshold:
+                raise self._failed_fast(attempt, now - start, failures, answered, list(seen))
             if observation.healthy:
                 streak_began = began if streak == 0 else streak_began
                 streak += 1
@@ -265,6 +302,24 @@ class HealthProbe:
             if now + spec.interval >= end:
                 raise self._failure(attempt, now - start, streak, list(seen))
             self.sleep(spec.interval)
+
+    def definitive(self, observation: Observation, answered: bool) -> bool:
+        """Whether a failed attempt shows the target broken, rather than not ready yet.
+
+        An answer is definitive when its status is expected but its body is wrong, or when its status is
+        neither expected nor one of ``warming_status``. No answer at all is definitive once the target has
+        answered in this check (it answered, then died) or once ``startup_grace`` has passed; a timeout
+        (perhaps a slow start) only once ``startup_grace`` has passed.
+        """
+        spec = self.spec
+        if observation.healthy:
+            return False
+        if observation.status is not None:
+            return observation.status in spec.status or observation.status not in spec.warming_status
+        past_grace = observation.at >= spec.startup_grace
+        if observation.timed_out:
+            return past_grace
+        return answered or past_grace
 
     def _observer(self) -> t.Callable[[int, float, float], Observation]:
         """Validate the spec and return the function that makes one attempt."""
@@ -298,6 +353,12 @@ class HealthProbe:
             problems.append(
                 f"stable_for must be at least 0 and below deadline ({spec.deadline}), got {spec.stable_for}"
             )
+        if spec.failure_threshold < 0:
+            problems.append(
+                f"failure_threshold must be 0 (never fail early) or more, got {spec.failure_threshold}"
+            )
+        if spec.startup_grace < 0:
+            problems.append(f"startup_grace must not be negative, got {spec.startup_grace}")
         if problems:
             raise InvalidInputError("; ".join(problems))
 
@@ -309,6 +370,11 @@ class HealthProbe:
         bad_status = [code for code in spec.status if not 100 <= code <= 599]
         if not spec.status or bad_status:
             raise InvalidInputError(f"status must list HTTP codes from 100 to 599, got {list(spec.status)}")
+        bad_warming = [code for code in spec.warming_status if not 100 <= code <= 599]
+        if bad_warming:
+            raise InvalidInputError(
+                f"warming_status must list HTTP codes from 100 to 599, got {list(spec.warming_status)}"
+            )
         body_regex = None
         if spec.body_regex is not None:
             try:
@@ -345,7 +411,7 @@ class HealthProbe:
         try:
             response = self.fetch(request)
         except ConnectionFailedError as exc:
-            return Observation(attempt, at, self.clock() - began, healthy=False, error=exc.message)
+            return self._no_answer(exc, attempt, at, began)
         mismatch = checks.mismatch(response)
         return Observation(
             attempt,
@@ -362,8 +428,18 @@ class HealthProbe:
         try:
             self.connect(host, port, timeout)
         except ConnectionFailedError as exc:
-            return Observation(attempt, at, self.clock() - began, healthy=False, error=exc.message)
+            return self._no_answer(exc, attempt, at, began)
         return Observation(attempt, at, self.clock() - began, healthy=True)
+
+    def _no_answer(self, exc: ConnectionFailedError, attempt: int, at: float, began: float) -> Observation:
+        return Observation(
+            attempt,
+            at,
+            self.clock() - began,
+            healthy=False,
+            error=exc.message,
+            timed_out=bool(exc.details.get("timed_out")),
+        )
 
     def _failure(
         self, attempts: int, elapsed: float, streak: int, seen: list[Observation]
@@ -375,21 +451,53 @@ class HealthProbe:
             verdict = f"healthy {streak} time(s) in a row, needed {spec.successes} over {spec.stable_for:g}s"
         else:
             verdict = last.error or "not healthy"
+        message = (
+            f"health check of {spec.target} failed: not healthy within {spec.deadline:g}s "
+            f"({attempts} attempts); last attempt: {self._last_attempt(last, verdict)}"
+        )
+        return self._error(message, attempts, elapsed, seen, failed_fast=False)
+
+    def _failed_fast(
+        self, attempts: int, elapsed: float, failures: int, answered: bool, seen: list[Observation]
+    ) -> HealthCheckFailedError:
+        spec = self.spec
+        last = seen[-1]
+        if last.status is None:
+            what = "no answer"
+        elif last.status not in spec.status:
+            expected = spec.status[0] if len(spec.status) == 1 else f"one of {list(spec.status)}"
+            what = f"status {last.status}, expected {expected}"
+        else:
+            what = f"status {last.status}, but {last.error}"
+        since = "after it had answered" if answered else f"after the {spec.startup_grace:g}s startup grace"
+        message = (
+            f"health check of {spec.target} failed {failures} checks in a row ({what}) {since}; "
+            f"failing fast instead of waiting for the {spec.deadline:g}s deadline "
+            f"({attempts} attempts in {elapsed:.1f}s); last attempt: "
+            f"{self._last_attempt(last, last.error or 'not healthy')}"
+        )
+        return self._error(message, attempts, elapsed, seen, failed_fast=True)
+
+    @staticmethod
+    def _last_attempt(last: Observation, verdict: str) -> str:
         parts = [f"status {last.status}" if last.status is not None else "no answer", verdict]
         if last.excerpt:
             parts.append(f"body: {last.excerpt!r}")
-        message = (
-            f"health check of {spec.target} failed: not healthy within {spec.deadline:g}s "
-            f"({attempts} attempts); last attempt: {'; '.join(parts)}"
-        )
+        return "; ".join(parts)
+
+    def _error(
+        self, message: str, attempts: int, elapsed: float, seen: list[Observation], failed_fast: bool
+    ) -> HealthCheckFailedError:
+        last = seen[-1]
         return HealthCheckFailedError(
             message,
-            target=spec.target,
+            target=self.spec.target,
             attempts=attempts,
             elapsed=round(elapsed, 3),
             status=last.status,
             error=last.error,
             excerpt=last.excerpt,
+            failed_fast=failed_fast,
             observations=[o.to_dict() for o in seen],
         )
 
@@ -411,6 +519,9 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     interval=dict(type="float", default=0.5),
     timeout=dict(type="float", default=5),
     deadline=dict(type="float", default=60),
+    failure_threshold=dict(type="int", default=3),
+    warming_status=dict(type="list", elements="int", default=[503]),
+    startup_grace=dict(type="float", default=10),
 )
 SPEC_CONSTRAINTS: dict[str, t.Any] = dict(
     mutually_exclusive=[("url", "tcp")],
@@ -422,8 +533,13 @@ SPEC_CONSTRAINTS: dict[str, t.Any] = dict(
 def check_health(params: dict[str, t.Any], check_mode: bool = False, diff: bool = False) -> dict[str, t.Any]:
     """Run the probe the validated params describe; a health check never changes anything."""
     spec = HealthCheckSpec(
-        **{name: params[name] for name in ARGUMENT_SPEC if name not in ("headers", "status")},
+        **{
+            name: params[name]
+            for name in ARGUMENT_SPEC
+            if name not in ("headers", "status", "warming_status")
+        },
         headers={str(k): str(v) for k, v in (params["headers"] or {}).items()},
         status=tuple(params["status"]),
+        warming_status=tuple(params["warming_status"]),
     )
     return dict(changed=False, **HealthProbe(spec, fetch=OpenUrlFetch()).run())

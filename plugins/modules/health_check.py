@@ -15,12 +15,27 @@ description:
   - Probes an HTTP(S) URL or a TCP port every O(interval) seconds until it has answered healthily
     O(successes) times in a row and has stayed healthy for O(stable_for) seconds, or fails when
     O(deadline) passes first.
+  - It fails fast, before O(deadline), once O(failure_threshold) attempts in a row were definitive
+    failures, failures that waiting will not cure. Each of these is one - an answer whose status is in
+    neither O(status) nor O(warming_status) (a V(500), a V(404)); an answer whose status is in O(status)
+    but whose body fails O(body_regex) or O(json_query) (the service answered, wrongly); no answer
+    (connection refused or reset, host unreachable) once the target has answered in this check (it
+    answered, then died) or once O(startup_grace) has passed; a timed-out attempt once O(startup_grace)
+    has passed.
+  - Never definitive are an answer whose status is in O(warming_status) (warming up), no answer before
+    the target's first answer within O(startup_grace) (still starting), and a timeout within
+    O(startup_grace) (a slow start). Any attempt that is not a definitive failure, healthy or not, ends
+    the run of failures.
+  - A service that reports its warm-up inside a healthy status (say V(200) with a body that says it is
+    starting) is a definitive failure for O(body_regex) or O(json_query); make it answer a status in
+    O(warming_status) while it warms up, or raise O(failure_threshold).
   - An HTTP answer is healthy when its status is one of O(status), its body matches O(body_regex)
     and O(json_query) gives O(json_expect), for each of these that is set. A TCP check only connects.
   - Redirects are followed; the status compared is that of the final answer. Only the first MiB of a
     body is read.
   - The probe only reads, so it also runs in check mode. It never changes anything.
-  - On failure the message carries the last observation (status, error, body excerpt).
+  - On failure the message carries the last observation (status, error, body excerpt), and says whether
+    the check failed fast or at the deadline.
 requirements:
   - jmespath (on the host that runs the check, only when O(json_query) is used)
 attributes:
@@ -101,6 +116,33 @@ options:
     description: Seconds the whole check may take. No attempt starts after it.
     type: float
     default: 60
+  failure_threshold:
+    description:
+      - How many definitive failures in a row (see the description) fail the check at once, without
+        waiting for O(deadline).
+      - V(0) turns this off. The check then only fails at O(deadline).
+      - With the default O(interval) of V(0.5), a service whose health page answers V(500) fails in
+        about 1 s instead of O(deadline).
+    type: int
+    default: 3
+  warming_status:
+    description:
+      - HTTP status codes that mean the service is warming up. Such an answer is not healthy, but it
+        never counts towards O(failure_threshold), so a warm-up that takes too long fails only at O(deadline).
+      - A code that is also in O(status) is healthy.
+      - Only for O(url) checks.
+    type: list
+    elements: int
+    default: [503]
+  startup_grace:
+    description:
+      - Seconds from the start of the check during which no answer (connection refused, timed out) is
+        not a definitive failure while the target has not answered yet. After it, every attempt without
+        an answer counts towards O(failure_threshold).
+      - Once the target has answered (any HTTP status, or a TCP connection), a refused connection counts
+        at once, even within O(startup_grace). A timeout still only counts after O(startup_grace).
+    type: float
+    default: 10
 """
 
 EXAMPLES = r"""
@@ -117,6 +159,15 @@ EXAMPLES = r"""
     ca_path: /etc/ssl/internal-ca.pem
     json_query: checks.database
     json_expect: up
+
+- name: Give a release 20 seconds to start, fail it at once if its health page answers an error
+  fleet.rollout.health_check:
+    url: http://127.0.0.1:8080/health
+    interval: 0.1
+    failure_threshold: 3
+    warming_status: [503]
+    startup_grace: 20
+    deadline: 120
 
 - name: Wait until the port accepts connections
   fleet.rollout.health_check:
@@ -173,6 +224,9 @@ observations:
     excerpt:
       description: The start of the body.
       type: str
+    definitive:
+      description: Whether this attempt was a definitive failure, counted towards O(failure_threshold).
+      type: bool
 target:
   description: What was probed, the O(url) or V(tcp://host:port).
   returned: failure
@@ -188,6 +242,14 @@ error:
   returned: failure
   type: str
   sample: status 503 is not one of [200]
+failed_fast:
+  description:
+    - Whether the check failed before O(deadline) because of O(failure_threshold) definitive failures in
+      a row; false when it failed at O(deadline).
+    - Only for failures of the probe, not for invalid options.
+  returned: failure
+  type: bool
+  sample: true
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

@@ -1,9 +1,12 @@
-"""fleet.rollout.health_check through real ansible-playbook runs against a real HTTP server on 127.0.0.1."""
+"""fleet.rollout.health_check through real ansible-playbook runs against a real HTTP server on 127.0.0.1, and
+against the lab's app as a process of its own for failing fast."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -13,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import QuietHandler, closed_port, oldest_python, run_tasks, serve_http
+from lab.release import APP_SOURCE, ReleaseBehaviour, release_manifest
+from tests.support import VENV_PYTHON, QuietHandler, closed_port, oldest_python, run_tasks, serve_http
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 OLDEST_PYTHON = oldest_python()
@@ -171,3 +175,75 @@ def test_runs_on_the_oldest_managed_host_python(tmp_path: Path, app: str) -> Non
     assert results["r0"]["attempts"] == 3
     assert results["r1"]["failed"] is False
     assert "down for maintenance" in results["r2"]["msg"]
+
+
+@contextlib.contextmanager
+def lab_app(directory: Path, **behaviour: t.Any) -> t.Iterator[str]:
+    """The lab's sample app as its own process on 127.0.0.1, releasing ``behaviour`` (see ReleaseBehaviour);
+    yields its /health URL once it listens, which is when its warm-up began."""
+    directory.mkdir(parents=True)
+    shutil.copy(APP_SOURCE, directory / "app.py")
+    manifest = release_manifest("v2", ReleaseBehaviour(**behaviour))
+    (directory / "release.json").write_text(json.dumps(manifest))
+    port = closed_port()
+    command = [str(VENV_PYTHON), str(directory / "app.py"), "--name", "app01", "--address", "127.0.0.1"]
+    process = subprocess.Popen([*command, "--port", str(port)], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert process.poll() is None, f"the app exited with {process.returncode}"
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"the app does not listen on 127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}/health"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_release_whose_health_answers_500_fails_fast(tmp_path: Path) -> None:
+    with lab_app(tmp_path / "app", health_fail=True) as url:
+        started = time.monotonic()
+        results = run_tasks(
+            tmp_path / "play",
+            [{"fleet.rollout.health_check": {"url": url, "interval": 0.1}, "ignore_errors": True}],
+        )
+        wall = time.monotonic() - started
+    result = results["r0"]
+    assert result["failed"] is True and result["failed_fast"] is True
+    # The defaults (failure_threshold 3, deadline 60) at the deploy role's interval: three 500s, 0.2 s apart.
+    assert result["elapsed"] < 3, result
+    assert result["attempts"] == 3
+    assert wall < 30, f"the playbook took {wall:.1f}s: it waited for the 60s deadline"
+    assert result["msg"].startswith(
+        f"health check of {url} failed 3 checks in a row (status 500, expected 200) after it had answered; "
+        "failing fast instead of waiting for the 60s deadline"
+    ), result["msg"]
+    assert '"status": "failing"' in result["msg"]
+    assert [(o["status"], o["definitive"]) for o in result["observations"]] == [(500, True)] * 3
+
+
+def test_failure_threshold_0_waits_for_the_deadline(tmp_path: Path) -> None:
+    with lab_app(tmp_path / "app", health_fail=True) as url:
+        check = {"url": url, "interval": 0.1, "failure_threshold": 0, "deadline": 1.5}
+        results = run_tasks(tmp_path / "play", [{"fleet.rollout.health_check": check, "ignore_errors": True}])
+    result = results["r0"]
+    assert result["failed"] is True and result["failed_fast"] is False
+    assert result["msg"].startswith(f"health check of {url} failed: not healthy within 1.5s"), result["msg"]
+    assert result["elapsed"] >= 1.3
+    assert result["attempts"] > 3
+    assert "status 500" in result["msg"]
+
+
+def test_a_warm_up_of_503s_is_waited_for(tmp_path: Path) -> None:
+    # Long enough that the check still sees the warm-up after ansible-playbook's own start.
+    with lab_app(tmp_path / "app", warmup=6.0) as url:
+        check = {"url": url, "interval": 0.1, "failure_threshold": 3}
+        results = run_tasks(tmp_path / "play", [{"fleet.rollout.health_check": check}])
+    result = results["r0"]
+    assert (result["failed"], result["status"]) == (False, 200)
+    warming = [o for o in result["observations"] if o["status"] == 503]
+    assert len(warming) >= 3, result["observations"]  # at least failure_threshold of them, none counted
+    assert not any(o["definitive"] for o in result["observations"])
+    assert result["attempts"] > 3

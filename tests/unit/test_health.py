@@ -247,6 +247,12 @@ def test_json_query_without_jmespath_says_so(monkeypatch: pytest.MonkeyPatch) ->
         ({"stable_for": 60, "deadline": 60}, "stable_for must be at least 0 and below deadline"),
         ({"body_regex": "("}, "is not a regular expression"),
         ({"json_query": "a[", "json_expect": 1}, "is not a JMESPath expression"),
+        ({"failure_threshold": -1}, r"failure_threshold must be 0 \(never fail early\) or more, got -1"),
+        ({"startup_grace": -0.5}, "startup_grace must not be negative, got -0.5"),
+        (
+            {"warming_status": (503, 1000)},
+            r"warming_status must list HTTP codes from 100 to 599, got \[503, 1000\]",
+        ),
     ],
 )
 def test_invalid_specs_fail_before_any_request(spec: dict[str, t.Any], message: str) -> None:
@@ -317,3 +323,173 @@ def test_a_sleep_that_overshoots_the_deadline_ends_the_check_without_a_timeout_b
     with pytest.raises(HealthCheckFailedError, match=r"not healthy within 1s \(1 attempts\)"):
         health.run()
     assert [request.timeout > 0 for request in fetch.requests] == [True]
+
+
+# Fail fast: failure_threshold definitive failures in a row end the check before its deadline.
+
+REFUSED = ConnectionFailedError(f"{URL}: [Errno 111] Connection refused", url=URL)
+TIMED_OUT = ConnectionFailedError(f"{URL}: timed out", url=URL, timed_out=True)
+
+
+def test_a_health_page_that_answers_500_fails_fast_with_the_evidence() -> None:
+    health, clock, fetch = probe([500], interval=0.1)  # the deploy role's interval; deadline 60
+    with pytest.raises(HealthCheckFailedError) as caught:
+        health.run()
+    error = caught.value
+    assert len(fetch.requests) == 3
+    assert clock.now - 100.0 == pytest.approx(0.2)
+    assert error.details["failed_fast"] is True
+    assert (error.details["attempts"], error.details["status"]) == (3, 500)
+    assert error.details["elapsed"] == pytest.approx(0.2)
+    assert [(o["status"], o["definitive"]) for o in error.details["observations"]] == [(500, True)] * 3
+    assert error.message.startswith(
+        f"health check of {URL} failed 3 checks in a row (status 500, expected 200) after it had answered; "
+        "failing fast instead of waiting for the 60s deadline (3 attempts in 0.2s); last attempt: status 500"
+    )
+    assert "down for maintenance" in error.message
+
+
+def test_a_deadline_failure_says_it_did_not_fail_fast() -> None:
+    health, _, _ = probe([503], interval=0.5, deadline=2)
+    with pytest.raises(HealthCheckFailedError) as caught:
+        health.run()
+    assert caught.value.details["failed_fast"] is False
+    assert not any(o["definitive"] for o in caught.value.details["observations"])
+
+
+def test_failure_threshold_0_waits_for_the_deadline() -> None:
+    health, clock, fetch = probe([500], interval=0.25, deadline=2, failure_threshold=0)
+    with pytest.raises(HealthCheckFailedError, match=r"not healthy within 2s \(8 attempts\)") as caught:
+        health.run()
+    assert caught.value.details["failed_fast"] is False
+    assert len(fetch.requests) == 8  # at 0, 0.25, ... 1.75 s: every one a 500
+    assert clock.now - 100.0 == 1.75
+
+
+def test_any_other_unexpected_status_counts_too() -> None:
+    health, _, fetch = probe([HttpResponse(404, b"not found")], interval=0.1, failure_threshold=2)
+    with pytest.raises(
+        HealthCheckFailedError, match=r"failed 2 checks in a row \(status 404, expected 200\)"
+    ):
+        health.run()
+    assert len(fetch.requests) == 2
+
+
+def test_a_warm_up_of_503s_never_counts() -> None:
+    # 20 s of 503 at the deploy role's interval, then healthy: 200 warming answers, none of them counted.
+    health, _, _ = probe([503] * 200 + [200], interval=0.1)
+    result = health.run()
+    assert result["attempts"] == 201
+    assert result["seconds_to_healthy"] == pytest.approx(20.0)
+    assert not any(o["definitive"] for o in result["observations"])
+
+
+def test_warming_status_is_the_list_given() -> None:
+    health, _, fetch = probe([503], interval=0.1, warming_status=())
+    with pytest.raises(
+        HealthCheckFailedError, match=r"failed 3 checks in a row \(status 503, expected 200\)"
+    ):
+        health.run()
+    assert len(fetch.requests) == 3
+    health, _, _ = probe([429] * 10 + [200], interval=0.1, warming_status=(429, 503))
+    assert health.run()["attempts"] == 11
+
+
+def test_a_status_that_is_expected_and_warming_is_healthy() -> None:
+    health, _, _ = probe([503], status=(200, 503))
+    assert health.run()["status"] == 503
+
+
+def test_a_wrong_body_on_an_expected_status_counts() -> None:
+    health, _, fetch = probe([json_response("starting")], interval=0.1, body_regex="ready")
+    with pytest.raises(HealthCheckFailedError) as caught:
+        health.run()
+    assert len(fetch.requests) == 3
+    assert "failed 3 checks in a row (status 200, but body does not match 'ready') after it had answered" in (
+        caught.value.message
+    )
+
+
+def test_refused_before_the_first_answer_within_the_grace_does_not_count() -> None:
+    # A restarted service that takes 5 s to listen, then warms up for 2 s.
+    health, _, _ = probe([REFUSED] * 50 + [503] * 20 + [200], interval=0.1, startup_grace=10)
+    result = health.run()
+    assert result["attempts"] == 71
+
+
+def test_refused_after_the_grace_counts() -> None:
+    health, clock, fetch = probe([REFUSED], interval=0.5, startup_grace=2)
+    with pytest.raises(HealthCheckFailedError) as caught:
+        health.run()
+    # Attempts at 0 ... 1.5 s are within the grace; those at 2.0, 2.5 and 3.0 s count.
+    assert len(fetch.requests) == 7
+    assert clock.now - 100.0 == 3.0
+    assert [o["definitive"] for o in caught.value.details["observations"]] == [False] * 4 + [True] * 3
+    assert (
+        "failed 3 checks in a row (no answer) after the 2s startup grace; failing fast"
+        in caught.value.message
+    )
+    assert "Connection refused" in caught.value.message
+
+
+def test_answered_then_refused_counts_within_the_grace() -> None:
+    # It answered (503, warming up), then died: refused connections count from then on.
+    health, clock, _ = probe([503, 503, REFUSED], interval=0.1, startup_grace=10)
+    with pytest.raises(HealthCheckFailedError) as caught:
+        health.run()
+    assert caught.value.details["attempts"] == 5
+    assert clock.now - 100.0 == pytest.approx(0.4)
+    assert "failed 3 checks in a row (no answer) after it had answered" in caught.value.message
+
+
+def test_healthy_then_refused_counts_while_it_is_not_stable_yet() -> None:
+    health, _, _ = probe([200, 200, REFUSED], interval=0.1, successes=5)
+    with pytest.raises(HealthCheckFailedError, match="after it had answered; failing fast") as caught:
+        health.run()
+    assert caught.value.details["attempts"] == 5
+
+
+def test_a_timeout_counts_only_after_the_grace_even_once_answered() -> None:
+    health, _, _ = probe([503] + [TIMED_OUT] * 30 + [200], interval=0.1, startup_grace=10)
+    assert health.run()["attempts"] == 32  # 3 s of timeouts after a first answer: a slow start
+    health, clock, _ = probe([TIMED_OUT], interval=0.25, startup_grace=1)
+    with pytest.raises(HealthCheckFailedError, match="after the 1s startup grace"):
+        health.run()
+    assert clock.now - 100.0 == 1.5  # attempts at 1.0, 1.25 and 1.5 s count
+
+
+def test_a_success_ends_the_run_of_failures() -> None:
+    health, _, _ = probe([500, 500, 200, 500, 500, 200, 200], interval=0.1, successes=2)
+    result = health.run()
+    assert result["attempts"] == 7
+    assert [o["definitive"] for o in result["observations"]] == [True, True, False] * 2 + [False]
+
+
+def test_a_warming_answer_ends_the_run_of_failures() -> None:
+    health, _, _ = probe([500, 500, 503, 500, 500, 200], interval=0.1)
+    assert health.run()["attempts"] == 6
+
+
+def test_stable_for_still_starts_again_after_a_definitive_failure() -> None:
+    health, _, _ = probe([200, 200, 500, 200, 200, 200], stable_for=1.0, interval=0.5)
+    result = health.run()
+    assert (result["attempts"], result["seconds_to_healthy"]) == (6, 2.5)
+
+
+def test_tcp_refused_after_it_connected_counts() -> None:
+    clock = FakeClock()
+    calls: list[float] = []
+
+    def connect(host: str, port: int, timeout: float) -> None:
+        calls.append(clock.now)
+        if len(calls) > 1:
+            raise ConnectionFailedError(f"TCP connect to {host}:{port} failed: refused")
+
+    spec = HealthCheckSpec(tcp="127.0.0.1:8080", successes=3, interval=0.1)
+    with pytest.raises(HealthCheckFailedError) as caught:
+        HealthProbe(spec, connect=connect, clock=clock, sleep=clock.sleep).run()
+    assert len(calls) == 4
+    assert caught.value.details["failed_fast"] is True
+    assert "tcp://127.0.0.1:8080 failed 3 checks in a row (no answer) after it had answered" in (
+        caught.value.message
+    )

@@ -49,6 +49,7 @@ def test_refused_connection_raises_connection_failed() -> None:
     with pytest.raises(ConnectionFailedError, match="refused") as caught:
         OpenUrlFetch()(request(url))
     assert caught.value.details["url"] == url
+    assert caught.value.details["timed_out"] is False  # refused is not slow: failure_threshold may count it
 
 
 def test_a_silent_server_times_out_within_the_attempt_timeout() -> None:
@@ -56,8 +57,9 @@ def test_a_silent_server_times_out_within_the_attempt_timeout() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
-        with pytest.raises(ConnectionFailedError, match="timed out"):
+        with pytest.raises(ConnectionFailedError, match="timed out") as caught:
             OpenUrlFetch()(request(url, timeout=0.2))
+    assert caught.value.details["timed_out"] is True  # a slow start: not counted within startup_grace
 
 
 def test_tcp_connect_to_a_listening_port_and_to_a_closed_one() -> None:
@@ -66,5 +68,6 @@ def test_tcp_connect_to_a_listening_port_and_to_a_closed_one() -> None:
         listening.listen(1)
         tcp_connect("127.0.0.1", listening.getsockname()[1], 1.0)
     port = closed_port()
-    with pytest.raises(ConnectionFailedError, match=f"TCP connect to 127.0.0.1:{port} failed"):
+    with pytest.raises(ConnectionFailedError, match=f"TCP connect to 127.0.0.1:{port} failed") as caught:
         tcp_connect("127.0.0.1", port, 1.0)
+    assert caught.value.details["timed_out"] is False
