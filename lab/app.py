@@ -28,7 +28,8 @@ class Behaviour:
         self.warmup = float(raw.get("warmup", 0.0))
         fail_hosts = raw.get("fail_hosts") or []
         self.health_fail = bool(raw.get("health_fail", False)) or host in fail_hosts
-        self.error_rate = float(raw.get("error_rate", 0.0))
+        error_hosts = raw.get("error_hosts") or []
+        self.error_rate = float(raw.get("error_rate", 0.0)) if not error_hosts or host in error_hosts else 0.0
         self.latency = float(raw.get("latency", 0.0))
         self.crash = bool(raw.get("crash", False))
 

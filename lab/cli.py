@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     release.add_argument("--latency", type=float, default=0.0, help="seconds added to every GET /")
     release.add_argument("--crash", action="store_true", help="the app exits at start")
     release.add_argument("--fail-hosts", default="", help="comma-separated hosts whose /health fails")
+    release.add_argument(
+        "--error-hosts", default="", help="comma-separated hosts that err (--error-rate); default every host"
+    )
 
     traffic = commands.add_parser("traffic", help="steady requests through the balancer, all recorded")
     traffic.add_argument("--rate", type=float, default=100.0, help="requests per second")
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace, lab: Lab) -> int:
             latency=args.latency,
             crash=args.crash,
             fail_hosts=tuple(h for h in args.fail_hosts.split(",") if h),
+            error_hosts=tuple(h for h in args.error_hosts.split(",") if h),
         )
         print(build_release(args.version, args.out or lab.artifacts, behaviour))
     elif args.command == "traffic":

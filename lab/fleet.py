@@ -265,8 +265,9 @@ class Lab:
     # ---- operations tests use ------------------------------------------------------------------
     def build(self, version: str, **behaviour: Any) -> Path:
         """Build a release artifact of the sample app in this lab's artifacts directory."""
-        if "fail_hosts" in behaviour:
-            behaviour["fail_hosts"] = tuple(behaviour["fail_hosts"])
+        for hosts in ("fail_hosts", "error_hosts"):
+            if hosts in behaviour:
+                behaviour[hosts] = tuple(behaviour[hosts])
         return build_release(version, self.artifacts, ReleaseBehaviour(**behaviour))
 
     def install(self, host_name: str, version: str, **behaviour: Any) -> None:

@@ -72,6 +72,9 @@ def deploy_vars(lab: Lab) -> dict[str, Any]:
         "deploy_root": "{{ app_root }}",
         "deploy_restart_command": "{{ app_service }} restart",
         "deploy_health_url": "{{ app_health_url }}",
+        # The lab's tests mostly roll without traffic, where a canary bake could only wait for its
+        # deadline: the analysis tests turn it on (-e rollout_canary_bake=N). The gates still run.
+        "rollout_canary_bake": 0,
         "deploy_balancers": [
             {"name": b.name, "socket": str(b.socket), "backends": [b.backend]} for b in lab.balancers
         ],

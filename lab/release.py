@@ -21,6 +21,8 @@ class ReleaseBehaviour:
     latency: float = 0.0
     crash: bool = False
     fail_hosts: tuple[str, ...] = field(default_factory=tuple)
+    # hosts that answer error_rate of their requests with 500; empty: every host does
+    error_hosts: tuple[str, ...] = field(default_factory=tuple)
 
     def validate(self) -> None:
         if not 0.0 <= self.error_rate <= 1.0:
@@ -33,6 +35,7 @@ class ReleaseBehaviour:
 def release_manifest(version: str, behaviour: ReleaseBehaviour) -> dict[str, object]:
     manifest: dict[str, object] = {"version": version, **asdict(behaviour)}
     manifest["fail_hosts"] = list(behaviour.fail_hosts)
+    manifest["error_hosts"] = list(behaviour.error_hosts)
     return manifest
 
 

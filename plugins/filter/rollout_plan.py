@@ -11,9 +11,12 @@ from ansible.errors import AnsibleFilterError
 from ansible.parsing.dataloader import DataLoader
 from ansible.utils.vars import load_extra_vars
 from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import (
+    CANARY,
+    CANARY_WAVE,
     DEFAULTS,
     RolloutOptionError,
     parse_host_count,
+    parse_options,
 )
 
 # Read by play keywords (hosts, strategy, serial) or by the strategy, which see play variables and extra
@@ -27,6 +30,18 @@ def host_count(value: t.Any, total_hosts: int, name: str = "rollout_max_failures
         return parse_host_count(name, value, minimum=0).of(int(total_hosts), at_least_one=False)
     except RolloutOptionError as error:
         raise AnsibleFilterError(str(error)) from error
+
+
+def canary_hosts(hosts: t.Any, canary: t.Any = 1, wave: t.Any = True) -> list[str]:
+    """The hosts of a play's canary wave: its first ``canary`` hosts (a count or a percentage), as the
+    rolling strategy counts them; none when ``wave`` is false."""
+    if not isinstance(hosts, list):
+        raise AnsibleFilterError(f"canary_hosts needs the list of the play's hosts, got {hosts!r}")
+    try:
+        options = parse_options({CANARY: canary, CANARY_WAVE: wave})
+    except RolloutOptionError as error:
+        raise AnsibleFilterError(str(error)) from error
+    return [str(host) for host in hosts[: options.resolve(len(hosts)).canary]]
 
 
 def missing_servers(balancers: t.Any, seen: t.Any, server: str) -> list[str]:
@@ -67,6 +82,7 @@ def misplaced_settings(hosts: Iterable[str], hostvars: t.Any) -> list[str]:
 class FilterModule:
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         return {
+            "canary_hosts": canary_hosts,
             "host_count": host_count,
             "missing_servers": missing_servers,
             "misplaced_settings": misplaced_settings,

@@ -48,6 +48,11 @@ class HealthCheckFailedError(FleetRolloutError):
     """A health check did not pass; ``details`` holds its last observation."""
 
 
+class ReleaseWorseError(FleetRolloutError):
+    """Release analysis found the new release worse than the baseline (or could not judge it, when
+    that was asked to fail); ``details`` holds the counts, rates and the test's statistic."""
+
+
 class ConflictError(FleetRolloutError):
     """Someone else holds what we need (a rollout lock), or state on disk contradicts the request."""
 

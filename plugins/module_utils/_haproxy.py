@@ -405,13 +405,17 @@ class RuntimeApiClient:
 
     def show_stat(self, backend: str | None = None) -> list[ServerStat]:
         """Server rows of ``show stat``, of one backend or all."""
+        return [ServerStat.from_row(row) for row in self.show_stat_rows(backend)]
+
+    def show_stat_rows(self, backend: str | None = None) -> list[dict[str, str]]:
+        """Server rows of ``show stat`` as column -> value, every counter HAProxy reports."""
         scope = validate_name("backend name", backend) if backend is not None else "-1"
         command = f"show stat {scope} 4 -1"  # type 4: servers only
         answer = self.execute(command)
         if not answer.startswith("# "):
             self._fail(command, answer)
         rows = csv.DictReader(answer[2:].splitlines())
-        return [ServerStat.from_row(row) for row in rows if row.get("svname")]
+        return [dict(row) for row in rows if row.get("svname")]
 
     def show_servers_state(self, backend: str | None = None) -> list[ServerState]:
         """Rows of ``show servers state``, of one backend or all."""

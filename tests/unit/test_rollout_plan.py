@@ -8,6 +8,7 @@ from ansible import context
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.collections import ImmutableDict
 from ansible_collections.fleet.rollout.plugins.filter.rollout_plan import (
+    canary_hosts,
     host_count,
     misplaced_settings,
     missing_servers,
@@ -70,3 +71,30 @@ def test_misplaced_settings_names_play_settings_on_hosts_unless_an_extra_var_set
     # -e rollout_window=3 is in every host's variables too, and is where it belongs
     monkeypatch.setattr(context, "CLIARGS", ImmutableDict(extra_vars=("rollout_window=3",)))
     assert misplaced_settings(["app01", "app02", "app03"], hostvars) == ["rollout_strategy (set on app02)"]
+
+
+HOSTS = [f"app{n:02}" for n in range(1, 11)]
+
+
+@pytest.mark.parametrize(
+    ("canary", "wave", "expected"),
+    [
+        (1, True, ["app01"]),
+        ("2", True, ["app01", "app02"]),
+        ("10%", True, ["app01"]),
+        ("1%", True, ["app01"]),
+        (0, True, []),
+        (3, False, []),
+        (3, "false", []),
+        (20, True, HOSTS),
+    ],
+)
+def test_canary_hosts_are_the_first_of_the_play_as_the_strategy_counts_them(
+    canary: object, wave: object, expected: list[str]
+) -> None:
+    assert canary_hosts(HOSTS, canary, wave) == expected
+
+
+def test_canary_hosts_refuses_a_bad_count_naming_it() -> None:
+    with pytest.raises(AnsibleFilterError, match=r"rollout_canary must be .* got 'many'"):
+        canary_hosts(HOSTS, "many")
