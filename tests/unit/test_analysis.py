@@ -220,7 +220,9 @@ def test_one_bad_server_among_the_canaries_is_caught_on_its_own() -> None:
     balancer = ScriptedBalancer("/lb.sock", {**good, "app05": (100, 10), **baseline})
     earlier = ReleaseAnalysis([balancer], AnalysisRequest.from_params(params())).read()  # type: ignore[list-item]
     canary = [*good, "app05"]
-    since = [{"server": s, "servers": [e for e in earlier.entries() if e["server"] == s]} for s in canary]
+    since: list[dict[str, t.Any]] = [
+        {"server": s, "servers": [e for e in earlier.entries() if e["server"] == s]} for s in canary
+    ]
     since.append({"server": None, "servers": earlier.entries()})
     with pytest.raises(ReleaseWorseError, match=r"canary app05: 10 of 100 responses failed .* worse"):
         analyse([balancer], canary=canary, since=since, inconclusive="pass")
