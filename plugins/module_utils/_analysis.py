@@ -181,7 +181,7 @@ def binomial_upper_bound(successes: int, trials: int, confidence: float) -> floa
         return 1.0
     alpha = 1.0 - confidence
     low, high = successes / trials, 1.0
-    for _ in range(60):  # bisection: P(X <= successes | p) falls as p grows
+    for _step in range(60):  # bisection: P(X <= successes | p) falls as p grows
         middle = (low + high) / 2
         at_most = 1.0 - binomial_upper_tail(successes + 1, trials, middle)
         if at_most > alpha:

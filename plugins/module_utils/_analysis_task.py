@@ -318,16 +318,6 @@ class ReleaseAnalysis:
                 return verdict, True
             suspicious = suspicious or verdict.p_value < SUSPICIOUS_P
         return group, suspicious
-        # One bad host among many healthy ones hardly moves the group's share: each server is judged on
-        # its own too, at a confidence shared among them (Bonferroni), so looking more does not alarm more.
-        alpha = (1.0 - policy.confidence) / len(canary)
-        alone = dataclasses.replace(policy, confidence=1.0 - alpha)
-        for server in canary:
-            verdict = judge(traffic_of((server,)), baseline_traffic, alone, f"canary {server}")
-            if verdict.verdict == FAIL:
-                return verdict, True
-            suspicious = suspicious or verdict.p_value < SUSPICIOUS_P
-        return group, suspicious
 
     def _outcome(
         self,
