@@ -66,7 +66,10 @@ def render_config(spec: BalancerSpec, servers: list[tuple[str, str, int]]) -> st
         "    option httpchk GET /health",
         "    http-check expect status 200",
     ]
-    lines += [f"    server {name} {address}:{port} check {CHECK}" for name, address, port in servers]
+    # weight 100: room for a canary's share in percent (HAProxy's default weight is 1, of which 10% is 0)
+    lines += [
+        f"    server {name} {address}:{port} weight 100 check {CHECK}" for name, address, port in servers
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -44,6 +44,7 @@ ANALYSIS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "since": {"type": "list", "elements": "dict", "default": []},
     "bake": {"type": "float", "default": 0},
     "settle": {"type": "bool", "default": False},
+    "min_server_responses": {"type": "int", "default": 0},
     "interval": {"type": "float", "default": 1},
     "inconclusive": {"type": "str", "choices": ["pass", "warn", "fail"], "default": "warn"},
     "max_error_ratio": {"type": "float", "default": 2.0},
@@ -129,6 +130,7 @@ class AnalysisRequest:
     since: tuple[Mark, ...]
     bake: float
     settle: bool
+    min_server_responses: int
     interval: float
     inconclusive: str
     policy: AnalysisPolicy
@@ -141,6 +143,10 @@ class AnalysisRequest:
                 expected = "0 or more" if name == "bake" else "more than 0"
                 raise InvalidInputError(f"{name} must be a number of seconds ({expected}), got {value!r}")
         canary = tuple(validate_names("server name", params["canary"]))
+        if params["min_server_responses"] < 0:
+            raise InvalidInputError(
+                f"min_server_responses must be 0 or more, got {params['min_server_responses']!r}"
+            )
         baseline = params["baseline"]
         exclude = tuple(validate_names("server name", params["exclude"]))
         overlap = sorted(set(canary) & set(baseline or ()))
@@ -163,6 +169,7 @@ class AnalysisRequest:
             since=tuple(Mark.parse(i, raw) for i, raw in enumerate(params["since"])),
             bake=params["bake"],
             settle=params["settle"],
+            min_server_responses=params["min_server_responses"],
             interval=params["interval"],
             inconclusive=params["inconclusive"],
             policy=policy,
@@ -275,7 +282,8 @@ class ReleaseAnalysis:
         canary: tuple[str, ...],
         baseline: tuple[str, ...],
     ) -> tuple[Verdict, bool]:
-        """The verdict, and whether the evidence leans towards worse (any p-value below SUSPICIOUS_P)."""
+        """The verdict, and whether the bake should read on to settle it: the evidence leans towards worse
+        (a p-value below SUSPICIOUS_P), or a canary server has fewer than min_server_responses."""
 
         def traffic_of(servers: tuple[str, ...]) -> Traffic:
             total = Traffic()
@@ -287,9 +295,10 @@ class ReleaseAnalysis:
         policy = self.request.policy
         baseline_traffic = traffic_of(baseline)
         each = {server: traffic_of((server,)) for server in canary}
+        thin = any(traffic.responses < self.request.min_server_responses for traffic in each.values())
         group = judge(traffic_of(canary), baseline_traffic, policy, "canary " + ", ".join(canary))
         if len(canary) == 1:
-            return group, group.p_value < SUSPICIOUS_P
+            return group, thin or group.p_value < SUSPICIOUS_P
         # Every server on the new release (the end of a rollout): no baseline to hold the group to, only
         # each server to the others below.
         peers_only = baseline_traffic.responses == 0
@@ -302,7 +311,7 @@ class ReleaseAnalysis:
                 group = dataclasses.replace(group, verdict=INCONCLUSIVE)
         elif group.verdict == FAIL:
             return group, True
-        suspicious = not peers_only and group.p_value < SUSPICIOUS_P
+        suspicious = thin or (not peers_only and group.p_value < SUSPICIOUS_P)
         # One bad host among many healthy ones hardly moves the group's share: each server is judged on
         # its own too, against the baseline and the other canaries, at a confidence shared among them
         # (Bonferroni), so that judging more servers does not alarm more.
@@ -332,7 +341,7 @@ class ReleaseAnalysis:
         result: dict[str, t.Any] = {"changed": False, **verdict.as_dict()}
         result["canary"]["servers"] = list(canary)
         result["baseline"]["servers"] = list(baseline)
-        result.update(looks=looks, elapsed=round(elapsed, 3), servers=latest.entries())
+        result.update(msg=verdict.reason, looks=looks, elapsed=round(elapsed, 3), servers=latest.entries())
         if verdict.verdict == FAIL:
             raise ReleaseWorseError(verdict.reason, **result)
         if verdict.verdict == INCONCLUSIVE and canary:

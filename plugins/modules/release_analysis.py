@@ -94,6 +94,12 @@ options:
         the release looks fine, and that holds, reading, while it looks suspicious, until it fails or clears.
     type: bool
     default: false
+  min_server_responses:
+    description:
+      - With O(settle), also read on while a canary server has fewer responses than this, so that each server
+        has had the traffic to show a fault of its own before the bake ends.
+    type: int
+    default: 0
   interval:
     description:
       - Seconds between reads during the bake.

@@ -199,7 +199,7 @@ def test_check_mode_changes_nothing_then_changed_then_not_changed(lab: Lab, tmp_
     assert checked.recap("localhost")["changed"] == 3
     assert results["drain"]["members"][0]["admin_state_after"] == "maint"
     assert results["drain"]["diff"]["after"] == {
-        f"{lb.socket} app/app01": {"admin_state": "maint", "weight": 1}
+        f"{lb.socket} app/app01": {"admin_state": "maint", "weight": 100}
     }
     assert "set server app/app01 state maint" in results["drain"]["members"][0]["commands"]
 

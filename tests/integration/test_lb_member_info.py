@@ -28,7 +28,7 @@ def test_every_server_of_every_balancer_is_reported(lab: Lab, tmp_path: Path) ->
     ]
     for server in servers:
         assert (server["backend"], server["status"], server["admin_state"]) == ("app", "UP", "ready")
-        assert (server["weight"], server["scur"], server["qcur"], server["hrsp_5xx"]) == (1, 0, 0, 0)
+        assert (server["weight"], server["scur"], server["qcur"], server["hrsp_5xx"]) == (100, 0, 0, 0)
         assert (server["check_status"], server["check_enabled"]) == ("L7OK", True)
         # HAProxy resets the code when a check starts (every 200 ms here): no code while one runs
         if server["check_in_progress"]:

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible_collections.fleet.rollout.plugins.module_utils import _health, _lb_tasks, _lock
+from ansible_collections.fleet.rollout.plugins.module_utils import _analysis_task, _health, _lb_tasks, _lock
 from ansible_collections.fleet.rollout.plugins.modules import (
     health_check,
     lb_member,
     lb_member_info,
     release,
+    release_analysis,
     rollout_lock,
 )
 
@@ -22,6 +23,7 @@ SPECS: list[tuple[ModuleType, dict[str, dict[str, Any]]]] = [
     (health_check, _health.ARGUMENT_SPEC),
     (release, release.ARGUMENT_SPEC),
     (rollout_lock, _lock.ARGUMENT_SPEC),
+    (release_analysis, _analysis_task.ANALYSIS_ARGUMENT_SPEC),
 ]
 
 

@@ -1,0 +1,173 @@
+"""What the canary wave does besides its analysis, on the lab with traffic: its traffic share
+(rollout_canary_weight), manual promotion (fleet.rollout.promote / abort), the health check failing a
+broken host in seconds, and a release that errs on one later host only."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.fleet import Lab
+from lab.haproxy import show_stat
+from lab.traffic import Traffic, TrafficResult
+from tests.support import (
+    VENV_BIN,
+    PlaybookRun,
+    ansible_env,
+    deploy_report,
+    fleet_state,
+    run_deploy,
+    run_playbook,
+)
+
+RATE = 150.0
+
+
+def deploy_under_traffic(
+    lab: Lab, version: str, *extra: str, **behaviour: object
+) -> tuple[PlaybookRun, TrafficResult]:
+    traffic = Traffic(lab.frontend_url, rate=RATE, seconds=600).start()
+    try:
+        time.sleep(1.0)  # traffic is flowing before the rollout starts
+        run = run_deploy(lab.inventory, version, lab.build(version, **behaviour), *extra)
+        time.sleep(0.5)
+    finally:
+        traffic.stop()
+    return run, traffic.wait()
+
+
+def start_deploy(lab: Lab, version: str, *extra: str) -> subprocess.Popen[str]:
+    command = [str(VENV_BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleet.rollout.deploy"]
+    command += ["-e", f"deploy_artifact={lab.build(version)}", "-e", f"deploy_version={version}", *extra]
+    return subprocess.Popen(
+        command, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_until_held(lab: Lab, version: str, deadline: float = 120) -> None:
+    """The canary is on the new release and UP, and the rollout goes no further."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        state = fleet_state(lab)
+        if state["app01"] == (version, "UP"):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the canary never came up on {version}: {fleet_state(lab)}")
+    time.sleep(3)  # held: no other host moves meanwhile
+    assert {name: release for name, (release, _) in fleet_state(lab).items() if release == version} == {
+        "app01": version
+    }
+
+
+@pytest.mark.lab(hosts=10)
+def test_the_canary_gets_the_share_of_traffic_its_weight_asks_for(lab: Lab) -> None:
+    """Measured while the canary is held for promotion after its bake, at its reduced weight: 10% of
+    weight 100 against nine servers of weight 100 is 10 / 910 of the requests."""
+    traffic = Traffic(lab.frontend_url, rate=RATE, seconds=600)
+    traffic_started = time.monotonic()
+    traffic.start()
+    rollout = start_deploy(
+        lab,
+        "v2",
+        "-e",
+        "rollout_canary_weight=10",
+        "-e",
+        "rollout_canary_bake=2",
+        "-e",
+        '{"deploy_analysis": {"inconclusive": "pass"}}',
+        "-e",
+        "rollout_promotion=manual",
+    )
+    try:
+        wait_until_held(lab, "v2")
+        held_from = time.monotonic() - traffic_started
+        time.sleep(10)
+        held_to = time.monotonic() - traffic_started
+        assert run_playbook(Path("fleet.rollout.promote"), lab.inventory).rc == 0
+        output, _ = rollout.communicate(timeout=180)
+    finally:
+        if rollout.poll() is None:
+            rollout.kill()
+        result = traffic.stop()
+    assert rollout.returncode == 0, output[-3000:]
+    during = [r for r in result.records if held_from <= r.t < held_to]
+    share = sum(r.host == "app01" for r in during) / len(during)
+    asked = 10 / 910
+    assert len(during) > RATE * 8
+    assert abs(share - asked) <= 0.3 * asked, (share, asked, len(during))
+    assert result.failed == 0, result.failures()[:5]
+    assert {row["svname"]: int(row["weight"]) for row in show_stat(lab.balancers[0].socket)} == {
+        h.name: 100 for h in lab.hosts
+    }
+
+
+@pytest.mark.lab(hosts=4)
+@pytest.mark.parametrize("decision", ["promote", "abort"])
+def test_manual_promotion_holds_until_promote_or_abort(lab: Lab, decision: str) -> None:
+    rollout = start_deploy(lab, "v2", "-e", "rollout_promotion=manual", "-e", "rollout_window=2")
+    try:
+        wait_until_held(lab, "v2")
+        # from another shell: the same collection, the same lock directory (the lab's inventory)
+        decided = run_playbook(Path(f"fleet.rollout.{decision}"), lab.inventory)
+        assert decided.rc == 0, decided.stdout[-2000:]
+        output, _ = rollout.communicate(timeout=180)
+    finally:
+        if rollout.poll() is None:
+            rollout.kill()
+    if decision == "promote":
+        assert rollout.returncode == 0, output[-3000:]
+        assert fleet_state(lab) == {h.name: ("v2", "UP") for h in lab.hosts}
+    else:
+        assert rollout.returncode != 0, output[-3000:]
+        assert "aborted by fleet.rollout.abort" in output, output[-3000:]
+        assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
+    assert not list((lab.state_dir / "locks").glob("*.lock"))
+
+
+@pytest.mark.lab(hosts=3)
+def test_promote_without_a_running_rollout_says_so(lab: Lab) -> None:
+    run = run_playbook(Path("fleet.rollout.promote"), lab.inventory)
+    assert run.rc != 0
+    assert "no rollout of app holds the lock" in run.stdout, run.stdout[-2000:]
+
+
+@pytest.mark.lab(hosts=10)
+def test_a_release_whose_health_answers_500_fails_its_host_within_seconds(lab: Lab) -> None:
+    started = time.monotonic()
+    run, traffic = deploy_under_traffic(lab, "v2", "-e", "rollout_window=3", health_fail=True)
+    took = time.monotonic() - started
+    assert run.rc != 0
+    assert "ROLLOUT: 0 ok, 1 failed, 9 not started, of 10" in run.stdout, run.stdout[-3000:]
+    # the health check's own account: failed fast, a few attempts in well under 3 s after the restart
+    failed_after = re.search(r"failing fast instead of waiting .*?\(\d+ attempts in ([0-9.]+)s\)", run.stdout)
+    assert failed_after, run.stdout[-3000:]
+    assert float(failed_after.group(1)) < 3.0
+    assert took < 120  # a sanity bound: nothing waited for the 60 s health deadline
+    assert traffic.failed == 0, traffic.failures()[:5]
+    assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
+
+
+@pytest.mark.lab(hosts=10)
+def test_a_release_failing_on_one_later_host_is_caught_and_the_fleet_reverted(lab: Lab) -> None:
+    run, traffic = deploy_under_traffic(
+        lab,
+        "v2",
+        "-e",
+        "rollout_window=3",
+        "-e",
+        "rollout_canary_bake=30",
+        error_rate=0.08,
+        error_hosts=["app05"],
+    )
+    assert run.rc != 0, run.stdout[-3000:]
+    report = deploy_report(run)
+    assert report["result"].startswith("halted"), report
+    reasons = " ".join([*report["analysis"], *report["reasons"].values()])
+    assert "canary app05: " in reasons and "worse" in reasons, report
+    assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
+    assert all(r.host == "app05" for r in traffic.failures()), traffic.failures()[:5]
