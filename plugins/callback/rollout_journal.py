@@ -101,7 +101,13 @@ from ansible_collections.fleet.rollout.plugins.plugin_utils._journal import (
     new_run_id,
     phase_of,
 )
-from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import CANARY, DEFAULTS, WINDOW
+from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import (
+    CANARY,
+    DEFAULTS,
+    WINDOW,
+    RolloutOptionError,
+    listed,
+)
 from ansible_collections.fleet.rollout.plugins.plugin_utils._task_result import result_parts
 
 if TYPE_CHECKING:
@@ -374,9 +380,16 @@ class _PlaySettings:
 
 
 def _count(raw: Any, default: object) -> Any:
-    """A count of hosts as a number when it is one (``-e rollout_window=3`` arrives as text)."""
+    """A count of hosts as a number when it is one (``-e rollout_window=3`` arrives as text); a list of
+    them (a window in steps, ``-e rollout_window=[1,3]`` arriving as text too) as a list."""
     if raw is None:
         raw = default
+    try:
+        raw = listed(WINDOW, raw)
+    except RolloutOptionError:
+        return raw  # the strategy or serial refuses it; the journal keeps what was given
+    if isinstance(raw, list | tuple):
+        return [_count(item, None) for item in raw]
     if isinstance(raw, str) and raw.strip().isdigit():
         return int(raw.strip())
     return raw

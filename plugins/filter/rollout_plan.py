@@ -1,6 +1,7 @@
 # Copyright: fleet.rollout developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters the deploy and rollback playbooks plan a rollout with: preflight's checks, the failure budget."""
+"""Filters the deploy and rollback playbooks plan a rollout with: preflight's checks, the failure budget,
+the window as ``serial`` takes it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options imp
     RolloutOptionError,
     parse_host_count,
     parse_options,
+)
+from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import (
+    window_serial as _window_serial,
 )
 
 # Read by play keywords (hosts, strategy, serial) or by the strategy, which see play variables and extra
@@ -42,6 +46,16 @@ def canary_hosts(hosts: t.Any, canary: t.Any = 1, wave: t.Any = True) -> list[st
     except RolloutOptionError as error:
         raise AnsibleFilterError(str(error)) from error
     return [str(host) for host in hosts[: options.resolve(len(hosts)).canary]]
+
+
+def window_serial(value: t.Any) -> t.Any:
+    """``rollout_window`` for the play keyword ``serial`` (``-e rollout_strategy=linear``): a list, or text
+    that spells one (``-e rollout_window=[1,3]``), as the list of counts and percentages it holds, each
+    checked; a single count or percentage as it is."""
+    try:
+        return _window_serial(value)
+    except RolloutOptionError as error:
+        raise AnsibleFilterError(str(error)) from error
 
 
 def missing_servers(balancers: t.Any, seen: t.Any, server: str) -> list[str]:
@@ -86,4 +100,5 @@ class FilterModule:
             "host_count": host_count,
             "missing_servers": missing_servers,
             "misplaced_settings": misplaced_settings,
+            "window_serial": window_serial,
         }

@@ -5,6 +5,8 @@
 
 Pure Python with no Ansible imports, so it is unit-tested on its own. Values arrive templated: ints
 from YAML or native Jinja, strings such as ``"4"`` or ``"25%"`` from ``-e`` or older ansible-core.
+``rollout_window`` may also be a list (``[1, 3, "25%"]``, as ``serial`` takes one); ``-e
+rollout_window=[1,3]`` gives the text ``"[1,3]"``, read as the list it spells.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import yaml
 
 WINDOW = "rollout_window"
 CANARY = "rollout_canary"
@@ -54,32 +58,92 @@ class HostCount:
 
 
 @dataclass(frozen=True)
+class WindowStep:
+    """One step of a list ``rollout_window`` but its last: ``hosts`` hosts, at most ``window`` at a time
+    (``hosts`` itself unless ``forks`` narrowed it); the next step waits until all of them finished."""
+
+    hosts: int
+    window: int
+
+
+@dataclass(frozen=True)
 class RolloutLimits:
-    """The options resolved to host counts for one play."""
+    """The options resolved to host counts for one play.
+
+    Hosts run in steps. Step 0 is the canary wave (``canary`` hosts, none when 0). Then come the
+    ``steps`` of a list ``rollout_window`` but its last item (none for a single value), then the step
+    of ``window``: a window sliding over every host left. Each step starts only once every host of the
+    steps before it finished."""
 
     window: int
     canary: int
     max_failures: int
     canary_pause: float
+    steps: tuple[WindowStep, ...] = ()
+
+    @property
+    def last_step(self) -> int:
+        """The number of the step of ``window``, the one that holds the rest of the hosts."""
+        return len(self.steps) + 1
+
+    def step_of(self, taken: int) -> int:
+        """The step of the host that comes after the first ``taken`` hosts of the rollout."""
+        position = taken - self.canary
+        if position < 0:
+            return 0
+        for number, step in enumerate(self.steps, start=1):
+            if position < step.hosts:
+                return number
+            position -= step.hosts
+        return self.last_step
+
+    def window_of(self, step: int) -> int:
+        """How many hosts of ``step`` may run at once. The canary wave has the window of step 1."""
+        number = max(step, 1)
+        return self.steps[number - 1].window if number <= len(self.steps) else self.window
+
+    def windows(self) -> tuple[int, ...]:
+        """The window of every step after the canary wave, in order."""
+        return (*(step.window for step in self.steps), self.window)
+
+    def narrowed(self, workers: int) -> RolloutLimits:
+        """The same steps, no window wider than ``workers`` (a host in flight needs a worker). A step
+        keeps its hosts: it runs them ``workers`` at a time and still waits for all of them."""
+        steps = tuple(WindowStep(step.hosts, min(step.window, workers)) for step in self.steps)
+        return replace(self, window=min(self.window, workers), steps=steps)
+
+    def describe_window(self) -> str:
+        """The window as the strategy's messages show it: ``4``, or ``1, 3 (2 at a time), then 5``."""
+        if not self.steps:
+            return str(self.window)
+        shown = [
+            str(s.hosts) if s.hosts == s.window else f"{s.hosts} ({s.window} at a time)" for s in self.steps
+        ]
+        return f"{', '.join(shown)}, then {self.window}"
 
 
 @dataclass(frozen=True)
 class RolloutOptions:
     """The validated options of one play, before the number of target hosts is known."""
 
-    window: HostCount
+    window: HostCount  # the window, or the last item of a list rollout_window
     canary: HostCount
     max_failures: HostCount
     canary_pause: float
+    steps: tuple[HostCount, ...] = ()  # the items of a list rollout_window before its last
 
     def resolve(self, total_hosts: int) -> RolloutLimits:
-        """Counts for ``total_hosts`` target hosts (the window is never larger than the fleet)."""
-        window = self.window.of(total_hosts, at_least_one=True)
+        """Counts for ``total_hosts`` target hosts (no window or step is larger than the fleet)."""
+
+        def hosts(count: HostCount) -> int:
+            return max(1, min(count.of(total_hosts, at_least_one=True), total_hosts))
+
         return RolloutLimits(
-            window=max(1, min(window, total_hosts)),
+            window=hosts(self.window),
             canary=min(self.canary.of(total_hosts, at_least_one=True), total_hosts),
             max_failures=self.max_failures.of(total_hosts, at_least_one=False),
             canary_pause=self.canary_pause,
+            steps=tuple(WindowStep(hosts(step), hosts(step)) for step in self.steps),
         )
 
 
@@ -97,6 +161,50 @@ def parse_host_count(name: str, raw: object, *, minimum: int) -> HostCount:
     if value < minimum or (percent and value > 100):
         raise RolloutOptionError(f"{name} must be {expected}, got {raw!r}")
     return HostCount(value=value, percent=percent)
+
+
+def listed(name: str, raw: object) -> object:
+    """``raw``, or the list that text such as ``"[1, 3, 25%]"`` spells in YAML (or JSON): ``-e
+    rollout_window=[1,3]`` arrives as text."""
+    if not (isinstance(raw, str) and raw.strip().startswith("[")):
+        return raw
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, list):
+        raise RolloutOptionError(f"{name} must be a list such as [1, 3, 25%], got {raw!r}")
+    return value
+
+
+def parse_window(name: str, raw: object) -> tuple[HostCount, ...]:
+    """``rollout_window``: a count or a percentage (one item), or a non-empty list of them, given as a
+    list or as text that spells one, as ``serial`` takes it."""
+    value = listed(name, raw)
+    if not isinstance(value, list | tuple):
+        return (parse_host_count(name, value, minimum=1),)
+    if not value:
+        raise RolloutOptionError(
+            f"{name} must be a whole number of hosts (at least 1) or a percentage from 1% to 100%, or a "
+            f"non-empty list of them, got {raw!r}"
+        )
+    steps = []
+    for number, item in enumerate(value, start=1):
+        try:
+            steps.append(parse_host_count(f"{name} item {number}", item, minimum=1))
+        except RolloutOptionError as error:
+            shown = raw if isinstance(raw, str) else list(value)
+            raise RolloutOptionError(f"{error}, in {shown!r}") from None
+    return tuple(steps)
+
+
+def window_serial(raw: object) -> object:
+    """``rollout_window`` as the play keyword ``serial`` takes it: a list (or text that spells one) as a
+    list of counts and percentages, each checked; a single value as it is."""
+    value = listed(WINDOW, raw)
+    if not isinstance(value, list | tuple):
+        return raw
+    return [str(step) if step.percent else step.value for step in parse_window(WINDOW, value)]
 
 
 def parse_seconds(name: str, raw: object) -> float:
@@ -134,13 +242,14 @@ def parse_options(values: Mapping[str, object]) -> RolloutOptions:
         return values.get(name, DEFAULTS[name])
 
     # In this order, so the first bad option is the one named.
-    window = parse_host_count(WINDOW, value_of(WINDOW), minimum=1)
+    *steps, window = parse_window(WINDOW, value_of(WINDOW))
     canary = parse_host_count(CANARY, value_of(CANARY), minimum=0)
     return RolloutOptions(
         window=window,
         canary=canary if parse_flag(CANARY_WAVE, value_of(CANARY_WAVE)) else HostCount(0, percent=False),
         max_failures=parse_host_count(MAX_FAILURES, value_of(MAX_FAILURES), minimum=0),
         canary_pause=parse_seconds(CANARY_PAUSE, value_of(CANARY_PAUSE)),
+        steps=tuple(steps),
     )
 
 

@@ -29,12 +29,18 @@ description:
     C(rollout_canary) and C(rollout_max_failures) are a count of hosts or a percentage of the
     play's target hosts such as C(25%) (rounded down as C(serial) does); defaults 1, 1 and 0.
     C(rollout_canary=0) turns the canary wave off. C(rollout_canary_pause) is seconds, default 0.
+    C(rollout_window) may also be a list, as C(serial) takes one (C([1, 3, "25%"]); C(-e
+    rollout_window=[1,3]) is read as the list it spells). The canary wave runs first (in the window of
+    the first item) and counts toward no step. Then step i takes the next hosts, as many as item i,
+    at most that many at once, and starts only when every host of the steps before it finished; the
+    last item is a window sliding over all the hosts left. The budget spans every step.
     A play that must never have a canary wave (a revert) sets C(rollout_canary_wave=false), which
     C(-e rollout_canary=N) does not override.
     Bad values fail the play before any host starts.
   - The play must not use C(serial). Within a host, tasks run as with the C(free) strategy, which
     this strategy extends; C(run_once), C(any_errors_fatal) and C(max_fail_percentage) behave as
-    there. A window wider than C(forks) is narrowed to C(forks), with a warning.
+    there. A window wider than C(forks) is narrowed to C(forks), with a warning; a step wider than
+    C(forks) runs its hosts C(forks) at a time and still waits for all of them.
   - ansible-core 2.19 and later print a deprecation warning for every strategy plugin outside
     ansible.builtin; see the collection's docs/strategy.md.
 """
@@ -105,6 +111,7 @@ class _Rollout:
         self.not_started: list[str] = []  # ended by end_batch/end_play before their turn
         self.skipped = skipped  # failed or unreachable in an earlier play: not part of this rollout
         self.canary_pending = limits.canary > 0
+        self.step = 0  # the step (see RolloutLimits) of the hosts admitted last; 0 is the canary wave
         self.halt_reason = ""
 
 
@@ -183,15 +190,21 @@ class StrategyModule(FreeStrategyModule):
                 targets.append(host)
         limits = options.resolve(len(targets))
         workers = max(1, len(self._workers))
-        if limits.window > workers:
+        if not limits.steps and limits.window > workers:
             display.warning(
                 f"fleet.rollout.rolling: rollout_window {limits.window} is wider than forks ({workers}); "
                 f"narrowing it to {workers} (raise --forks to widen it)"
             )
-            limits = RolloutLimits(workers, limits.canary, limits.max_failures, limits.canary_pause)
+        elif wide := [str(step) for step, window in enumerate(limits.windows(), 1) if window > workers]:
+            steps = f"step{'s' * (len(wide) > 1)} {', '.join(wide)}"
+            display.warning(
+                f"fleet.rollout.rolling: rollout_window {limits.describe_window()} is wider than forks "
+                f"({workers}) in {steps}: they run {workers} hosts at a time (raise --forks to widen them)"
+            )
+        limits = limits.narrowed(workers)
         display.v(
-            f"fleet.rollout.rolling: {len(targets)} hosts, window {limits.window}, canary {limits.canary}, "
-            f"at most {limits.max_failures} failures"
+            f"fleet.rollout.rolling: {len(targets)} hosts, window {limits.describe_window()}, "
+            f"canary {limits.canary}, at most {limits.max_failures} failures"
         )
         return _Rollout(targets, limits, skipped)
 
@@ -271,20 +284,30 @@ class StrategyModule(FreeStrategyModule):
         return False
 
     def _window_has_room(self, rollout: _Rollout) -> bool:
-        """Whether the next host may start now. Ends the canary wave, with its pause, once every
-        canary host finished (the budget check before this one saw that none failed)."""
+        """Whether the next host may start now, within the window of its step. The first host of a
+        step waits until every host of the steps before it finished. Ends the canary wave, with its
+        pause, once every canary host finished (the budget check before this one saw that none failed)."""
         limits = rollout.limits
-        if len(rollout.in_flight) >= limits.window:
+        step = limits.step_of(len(rollout.admitted) + len(rollout.not_started))
+        if len(rollout.in_flight) >= limits.window_of(step):
             return False
-        if rollout.canary_pending and len(rollout.admitted) + len(rollout.not_started) >= limits.canary:
+        if step > rollout.step:
             if rollout.in_flight:
                 return False
-            rollout.canary_pending = False
-            display.display(
-                f"fleet.rollout.rolling: canary wave ok ({', '.join(h.name for h in rollout.admitted)}); "
-                f"opening the window of {limits.window} in {limits.canary_pause:g}s"
-            )
-            time.sleep(limits.canary_pause)  # nothing is in flight while the canary wave settles
+            rollout.step = step
+            if rollout.canary_pending:
+                rollout.canary_pending = False
+                display.display(
+                    f"fleet.rollout.rolling: canary wave ok ({', '.join(h.name for h in rollout.admitted)}); "
+                    f"opening the window of {limits.window_of(step)} in {limits.canary_pause:g}s"
+                )
+                time.sleep(limits.canary_pause)  # nothing is in flight while the canary wave settles
+            if limits.steps:
+                hosts = len(rollout.waiting) if step == limits.last_step else limits.steps[step - 1].hosts
+                display.display(
+                    f"fleet.rollout.rolling: step {step} of {limits.last_step}: "
+                    f"{min(hosts, len(rollout.waiting))} hosts, window {limits.window_of(step)}"
+                )
         return True
 
     def _publish_groups(self, members: dict[str, list[str]]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.fleet.rollout.plugins.callback.rollout_journal import _count
 from ansible_collections.fleet.rollout.plugins.plugin_utils._journal import (
     CHANGED,
     FAILED,
@@ -562,3 +563,13 @@ def test_a_writer_killed_at_random_moments_leaves_a_whole_journal(tmp_path: Path
         assert len(data["hosts"]) == 100
         sizes.add(path.stat().st_size)
     assert len(sizes) > 1  # the kills did land at different points of the run
+
+
+@pytest.mark.parametrize(
+    ("raw", "recorded"),
+    [(None, 1), ("3", 3), (3, 3), ("25%", "25%"), ([1, "3", "25%"], [1, 3, "25%"]),
+     ("[1,3,25%]", [1, 3, "25%"]), ("[1,", "[1,")],
+)  # fmt: skip
+def test_the_journal_has_the_window_with_counts_as_numbers(raw: object, recorded: object) -> None:
+    """``-e rollout_window=3`` and ``-e rollout_window=[1,3]`` arrive as text: the journal has 3, [1, 3]."""
+    assert _count(raw, 1) == recorded

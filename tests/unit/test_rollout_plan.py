@@ -12,6 +12,7 @@ from ansible_collections.fleet.rollout.plugins.filter.rollout_plan import (
     host_count,
     misplaced_settings,
     missing_servers,
+    window_serial,
 )
 
 SEEN = [
@@ -53,6 +54,19 @@ def test_host_count_resolves_counts_and_percentages(value: object, total: int, c
 def test_host_count_names_a_bad_value() -> None:
     with pytest.raises(AnsibleFilterError, match=r"rollout_max_failures must be .* got 'many'"):
         host_count("many", 10)
+
+
+@pytest.mark.parametrize(
+    ("value", "serial"),
+    [([1, 3, "25%"], [1, 3, "25%"]), ("[1,3]", [1, 3]), (2, 2), ("2", "2"), ("50%", "50%")],
+)
+def test_window_serial_gives_serial_a_list_or_the_single_value(value: object, serial: object) -> None:
+    assert window_serial(value) == serial
+
+
+def test_window_serial_names_a_bad_item() -> None:
+    with pytest.raises(AnsibleFilterError, match=r"^rollout_window item 2 must be .* got 0, in \[1, 0\]$"):
+        window_serial([1, 0])
 
 
 def test_misplaced_settings_names_play_settings_on_hosts_unless_an_extra_var_sets_them(
