@@ -12,9 +12,11 @@ from ansible_collections.fleet.rollout.plugins.modules import (
     health_check,
     lb_member,
     lb_member_info,
+    prometheus_analysis,
     release,
     rollout_lock,
 )
+from ansible_collections.fleet.rollout.plugins.plugin_utils import _prometheus
 
 SPECS: list[tuple[ModuleType, dict[str, dict[str, Any]]]] = [
     (lb_member, _lb_tasks.MEMBER_ARGUMENT_SPEC),
@@ -22,6 +24,7 @@ SPECS: list[tuple[ModuleType, dict[str, dict[str, Any]]]] = [
     (health_check, _health.ARGUMENT_SPEC),
     (release, release.ARGUMENT_SPEC),
     (rollout_lock, _lock.ARGUMENT_SPEC),
+    (prometheus_analysis, _prometheus.ARGUMENT_SPEC),  # docs only: the action plugin has the code
 ]
 
 
