@@ -27,6 +27,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="first port of the lab's block (default: first free block)")
     up.add_argument("--version", default="v1", help="release every host starts on")
     up.add_argument("--ssh", action="store_true", help="also run sshd; the inventory then uses SSH")
+    up.add_argument(
+        "--prometheus", action="store_true", help="also run Prometheus, scraping every balancer's exporter"
+    )
 
     commands.add_parser("down", help="stop everything `up` started and free its ports")
 
@@ -69,10 +72,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, lab: Lab) -> int:
     if args.command == "up":
-        lab.up(hosts=args.hosts, balancers=args.balancers, port=args.port, version=args.version, ssh=args.ssh)
+        lab.up(
+            hosts=args.hosts,
+            balancers=args.balancers,
+            port=args.port,
+            version=args.version,
+            ssh=args.ssh,
+            prometheus=args.prometheus,
+        )
         described = state_of(lab)
         print(
             f"lab up: {args.hosts} hosts behind {len(described['balancers'])} HAProxy at {lab.frontend_url}"
+            + (f", Prometheus at {lab.prometheus_url}" if lab.prometheus_url else "")
         )
         print(lab.inventory)
     elif args.command == "down":

@@ -1,4 +1,5 @@
-"""The lab: real HAProxy balancers in front of N real app hosts, all on 127.0.0.0/8.
+"""The lab: real HAProxy balancers in front of N real app hosts, all on 127.0.0.0/8; optionally a real
+Prometheus scraping the balancers' built-in exporters.
 
 State lives in one directory (``lab.json`` names every pid and port); ``down`` stops exactly those
 pids, sweeps any process whose command line names this lab, and frees the port block.
@@ -22,6 +23,7 @@ from urllib.request import urlopen
 
 from lab import haproxy, ports, sshd
 from lab.inventory import write_inventory
+from lab.prometheus import PrometheusSpec, start_prometheus
 from lab.release import ReleaseBehaviour, build_release
 from lab.service import AppService, ServiceError, write_atomically
 
@@ -83,6 +85,7 @@ class BalancerInfo:
     frontend_port: int
     state_dir: Path
     backend: str = haproxy.BACKEND
+    metrics_port: int | None = None
 
     @property
     def admin_url(self) -> str:
@@ -93,9 +96,14 @@ class BalancerInfo:
         return f"http://127.0.0.1:{self.frontend_port}/"
 
     @property
+    def metrics_url(self) -> str | None:
+        """HAProxy's Prometheus exporter of this balancer (None for a lab from before it had one)."""
+        return self.spec.metrics_url
+
+    @property
     def spec(self) -> haproxy.BalancerSpec:
         return haproxy.BalancerSpec(
-            self.name, self.frontend_port, self.admin_port, self.socket, self.state_dir
+            self.name, self.frontend_port, self.admin_port, self.socket, self.state_dir, self.metrics_port
         )
 
 
@@ -136,7 +144,12 @@ class Lab:
     def balancers(self) -> list[BalancerInfo]:
         return [
             BalancerInfo(
-                b["name"], Path(b["socket"]), b["admin_port"], b["frontend_port"], Path(b["state_dir"])
+                b["name"],
+                Path(b["socket"]),
+                b["admin_port"],
+                b["frontend_port"],
+                Path(b["state_dir"]),
+                metrics_port=b.get("metrics_port"),
             )
             for b in self.state()["balancers"]
         ]
@@ -150,6 +163,12 @@ class Lab:
     @property
     def frontend_url(self) -> str:
         return self.balancers[0].frontend_url
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """The lab's Prometheus (``up(prometheus=True)``), or None when it runs none."""
+        running: dict[str, Any] | None = self.state().get("prometheus")
+        return None if running is None else str(running["url"])
 
     def host(self, name: str) -> HostInfo:
         for host in self.hosts:
@@ -175,6 +194,8 @@ class Lab:
         port: int | None = None,
         version: str = "v1",
         ssh: bool = False,
+        *,
+        prometheus: bool = False,
     ) -> None:
         if not 1 <= hosts <= 250:
             raise LabError(f"--hosts must be between 1 and 250, got {hosts}")
@@ -188,6 +209,8 @@ class Lab:
         block = ports.claim_block(self.state_dir, hosts, port)
         state: dict[str, Any] = {"starting": True, "base_port": block.base, "run_dir": str(block.run_dir)}
         state["ssh_port"] = block.ssh if ssh else None
+        state["prometheus_port"] = block.prometheus if prometheus else None
+        state["prometheus"] = None  # {"pid", "url"} once it runs
         state["pids"] = []
         state["hosts"] = [
             {
@@ -204,6 +227,7 @@ class Lab:
                 "socket": str(block.run_dir / f"lb{i + 1}.sock"),
                 "admin_port": block.admin(i),
                 "frontend_port": block.frontend(i),
+                "metrics_port": block.metrics(i),
                 "state_dir": str(self.state_dir.resolve() / f"lb{i + 1}"),
             }
             for i in range(balancers)
@@ -231,6 +255,13 @@ class Lab:
         if state["ssh_port"]:
             addresses = [h.address for h in self.hosts]
             state["pids"].append(sshd.start_sshd(self.state_dir.resolve(), addresses, state["ssh_port"]))
+            self._save(state)
+        if state["prometheus_port"]:
+            spec = PrometheusSpec(state["prometheus_port"], self.state_dir.resolve() / "prometheus")
+            targets = {b.name: f"127.0.0.1:{b.metrics_port}" for b in self.balancers}
+            pid = start_prometheus(spec, targets)
+            state["pids"].append(pid)
+            state["prometheus"] = {"pid": pid, "url": spec.url}
             self._save(state)
         write_inventory(self)
         self.wait_all_up()
@@ -287,7 +318,11 @@ class Lab:
     def status(self) -> dict[str, Any]:
         """Every host's current release, running version, and each balancer's view of it."""
         views = {b.name: {row["svname"]: row for row in haproxy.show_stat(b.socket)} for b in self.balancers}
-        report: dict[str, Any] = {"frontend": self.frontend_url, "hosts": []}
+        report: dict[str, Any] = {
+            "frontend": self.frontend_url,
+            "prometheus": self.prometheus_url,
+            "hosts": [],
+        }
         for host in self.hosts:
             service = host.service.status()
             report["hosts"].append(
@@ -402,8 +437,15 @@ def state_of(lab: Lab) -> dict[str, Any]:
         "state_dir": str(lab.state_dir),
         "inventory": str(lab.inventory),
         "frontend": lab.frontend_url,
+        "prometheus": lab.prometheus_url,
         "balancers": [
-            {**asdict(b), "admin_url": b.admin_url, "frontend_url": b.frontend_url} for b in lab.balancers
+            {
+                **asdict(b),
+                "admin_url": b.admin_url,
+                "frontend_url": b.frontend_url,
+                "metrics_url": b.metrics_url,
+            }
+            for b in lab.balancers
         ],
         "hosts": [{**asdict(h), "url": h.url} for h in lab.hosts],
     }
@@ -412,6 +454,8 @@ def state_of(lab: Lab) -> dict[str, Any]:
 def format_status(report: dict[str, Any]) -> str:
     """status() as one line per host, for people."""
     rows = [f"frontend {report['frontend']}"]
+    if report.get("prometheus"):
+        rows.append(f"prometheus {report['prometheus']}")
     for host in report["hosts"]:
         views = " ".join(
             f"{name}:{view['status']}/w{view['weight']}/s{view['sessions']}"

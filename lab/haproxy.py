@@ -21,6 +21,11 @@ class BalancerSpec:
     admin_port: int
     socket: Path
     state_dir: Path
+    metrics_port: int | None = None  # HAProxy's built-in Prometheus exporter, at /metrics
+
+    @property
+    def metrics_url(self) -> str | None:
+        return None if self.metrics_port is None else f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def config(self) -> Path:
@@ -70,6 +75,15 @@ def render_config(spec: BalancerSpec, servers: list[tuple[str, str, int]]) -> st
     lines += [
         f"    server {name} {address}:{port} weight 100 check {CHECK}" for name, address, port in servers
     ]
+    if spec.metrics_port is not None:
+        # Debian's HAProxy is built with the exporter (USE_PROMEX): every proxy's and server's counters.
+        lines += [
+            "",
+            "frontend prometheus",
+            f"    bind 127.0.0.1:{spec.metrics_port}",
+            "    http-request use-service prometheus-exporter if { path /metrics }",
+            "    no log",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -46,6 +46,9 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
         }
         for b in lab.balancers
     }
+    for b in lab.balancers:
+        if b.metrics_url:
+            lb_hosts[b.name]["haproxy_metrics_url"] = b.metrics_url
     return {
         "all": {
             "vars": {
@@ -57,6 +60,8 @@ def inventory_data(lab: Lab) -> dict[str, Any]:
                 "lab_frontend_url": lab.frontend_url,
                 # each lab its own rollout locks: a test killed mid-rollout must not block the next lab
                 "deploy_lock_dir": str(lab.state_dir.resolve() / "locks"),
+                # the lab's Prometheus (`up --prometheus`), scraping every balancer's exporter
+                **({"prometheus_url": lab.prometheus_url} if lab.prometheus_url else {}),
             },
             "children": {
                 "app": {"vars": {"app_port": hosts[0].port, **deploy_vars(lab)}, "hosts": app_hosts},

@@ -50,6 +50,15 @@ class PortBlock:
     def nginx(self) -> int:
         return self.base + 2 * MAX_BALANCERS + 2
 
+    def metrics(self, balancer_index: int) -> int:
+        """HAProxy's built-in Prometheus exporter of balancer number balancer_index (0-based)."""
+        return self.base + 2 * MAX_BALANCERS + 3 + balancer_index
+
+    @property
+    def prometheus(self) -> int:
+        """The lab's Prometheus server, when it runs one."""
+        return self.base + 3 * MAX_BALANCERS + 3
+
     @property
     def run_dir(self) -> Path:
         return RUN_ROOT / str(self.base)

@@ -14,11 +14,15 @@ from lab.fleet import Lab
 @pytest.fixture
 def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
     """A running lab, taken down after the test even when it fails. Size it with
-    ``@pytest.mark.lab(hosts=4, balancers=2)``."""
+    ``@pytest.mark.lab(hosts=4, balancers=2)``; ``prometheus=True`` runs the lab's Prometheus too."""
     marker = request.node.get_closest_marker("lab")
     options = dict(marker.kwargs) if marker else {}
     the_lab = Lab(tmp_path / "lab")
-    the_lab.up(hosts=options.get("hosts", 3), balancers=options.get("balancers", 1))
+    the_lab.up(
+        hosts=options.get("hosts", 3),
+        balancers=options.get("balancers", 1),
+        prometheus=options.get("prometheus", False),
+    )
     try:
         yield the_lab
     finally:

@@ -8,12 +8,14 @@ missing=()
 [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)  # for `lab up --prometheus`
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "setup: installing Debian packages: ${missing[*]}"
-  # The packages must not start their system-wide services (port 80, 22 on every address): the lab
-  # starts its own instances on loopback. policy-rc.d is how Debian says "do not start services".
+  # The packages must not start their system-wide services (port 80, 22, 9090 on every address): the
+  # lab starts its own instances on loopback. policy-rc.d is how Debian says "do not start services";
+  # --no-install-recommends also keeps prometheus' recommended node exporter (port 9100) out.
   added_policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null

@@ -57,6 +57,10 @@ class ConflictError(FleetRolloutError):
     """Someone else holds what we need (a rollout lock), or state on disk contradicts the request."""
 
 
+class MissingRequirementError(FleetRolloutError):
+    """A Python library the task needs is not installed where the task runs; nothing was done."""
+
+
 class CommandFailedError(FleetRolloutError):
     """A command the task was given (a restart command) exited non-zero; ``details`` holds rc and output."""
 

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab import ports
 from lab.fleet import Lab, pids_naming
@@ -85,6 +86,44 @@ def test_ten_hosts_serve_steady_traffic_and_down_leaves_nothing(tmp_path: Path) 
     assert all(ports.port_is_free("127.0.0.1", p) for p in block.all_ports())
     assert ports.port_is_free("127.0.1.1", block.app)
     assert not (state_dir / "lab.json").exists()
+
+
+def test_a_lab_with_prometheus_scrapes_every_balancer_and_down_stops_it(tmp_path: Path) -> None:
+    state_dir = tmp_path / "lab"
+    up = lab_cli(state_dir, "up", "--hosts", "2", "--balancers", "2", "--prometheus")
+    assert up.returncode == 0, up.stderr
+    lab = Lab(state_dir)
+    url = lab.prometheus_url
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    assert f"Prometheus at {url}" in up.stdout
+    pid = lab.state()["prometheus"]["pid"]
+    block = ports.PortBlock(lab.state()["base_port"])
+    try:
+        inventory = yaml.safe_load(lab.inventory.read_text())
+        assert inventory["all"]["vars"]["prometheus_url"] == url
+        lb_vars = inventory["all"]["children"]["lb"]["hosts"]
+        assert [lb_vars[b.name]["haproxy_metrics_url"] for b in lab.balancers] == [
+            f"http://127.0.0.1:{block.metrics(i)}/metrics" for i in range(2)
+        ]
+        status = lab_cli(state_dir, "status")
+        assert f"prometheus {url}" in status.stdout.splitlines(), status.stdout
+        # HAProxy 2.6's exporter: per-server response counters by status class
+        code, metrics = http_get(lab.balancers[1].metrics_url or "")
+        assert code == 200
+        assert 'haproxy_server_http_responses_total{proxy="app",server="app02",code="5xx"} 0' in metrics
+        # Prometheus listens on loopback only and has scraped both balancers by the time `up` returns
+        code, body = http_get(f"{url}/api/v1/query?query=up")
+        assert code == 200
+        scraped = {s["metric"]["balancer"]: s["value"][1] for s in json.loads(body)["data"]["result"]}
+        assert scraped == {"lb1": "1", "lb2": "1"}
+        assert ports.port_is_free("127.0.1.1", block.prometheus)  # not on every address
+    finally:
+        down = lab_cli(state_dir, "down")
+    assert down.returncode == 0, down.stderr
+    assert f"pid {pid}" in down.stdout
+    assert not ports.pid_alive(pid)
+    assert pids_naming([f"{state_dir.resolve()}/"]) == []
+    assert all(ports.port_is_free("127.0.0.1", p) for p in block.all_ports())
 
 
 @pytest.mark.lab(hosts=4)

@@ -8,8 +8,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from lab import ports
+from lab import haproxy, ports, prometheus
+from lab.haproxy import BalancerSpec
 from lab.ports import BLOCK_SIZE, MAX_BALANCERS, PortBlock, host_address
 from lab.release import ReleaseBehaviour, build_release
 from lab.traffic import Record, Traffic, TrafficResult
@@ -43,13 +45,37 @@ def test_release_refuses_bad_behaviour(tmp_path: Path) -> None:
 def test_port_block_layout_stays_inside_its_block() -> None:
     block = PortBlock(21000)
     used = [block.frontend(i) for i in range(MAX_BALANCERS)] + [block.admin(i) for i in range(MAX_BALANCERS)]
-    used += [block.app, block.ssh, block.nginx]
+    used += [block.app, block.ssh, block.nginx, block.prometheus]
+    used += [block.metrics(i) for i in range(MAX_BALANCERS)]
     assert len(set(used)) == len(used)
     assert all(p in block.all_ports() for p in used)
     assert len(block.all_ports()) == BLOCK_SIZE
     assert host_address(1) == "127.0.1.1"
     with pytest.raises(ValueError):
         host_address(0)
+
+
+def test_every_balancer_exports_its_metrics_and_prometheus_scrapes_each_every_second(tmp_path: Path) -> None:
+    spec = BalancerSpec("lb2", 21002, 21003, tmp_path / "lb2.sock", tmp_path, metrics_port=21012)
+    config = haproxy.render_config(spec, [("app01", "127.0.1.1", 21008)])
+    exporter = config[config.index("frontend prometheus") :].splitlines()
+    assert exporter == [
+        "frontend prometheus",
+        "    bind 127.0.0.1:21012",
+        "    http-request use-service prometheus-exporter if { path /metrics }",
+        "    no log",
+    ]
+    assert spec.metrics_url == "http://127.0.0.1:21012/metrics"
+    scrape = yaml.safe_load(prometheus.render_config({"lb1": "127.0.0.1:21011", "lb2": "127.0.0.1:21012"}))
+    assert scrape["global"]["scrape_interval"] == "1s"
+    (job,) = scrape["scrape_configs"]
+    assert job["static_configs"] == [
+        {"targets": ["127.0.0.1:21011"], "labels": {"balancer": "lb1"}},
+        {"targets": ["127.0.0.1:21012"], "labels": {"balancer": "lb2"}},
+    ]
+    listen = prometheus.command(prometheus.PrometheusSpec(21015, tmp_path / "prometheus"))
+    assert "--web.listen-address=127.0.0.1:21015" in listen
+    assert f"--storage.tsdb.path={tmp_path}/prometheus/data" in listen
 
 
 def test_traffic_result_accounting() -> None:

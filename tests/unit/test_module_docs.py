@@ -12,10 +12,12 @@ from ansible_collections.fleet.rollout.plugins.modules import (
     health_check,
     lb_member,
     lb_member_info,
+    prometheus_analysis,
     release,
     release_analysis,
     rollout_lock,
 )
+from ansible_collections.fleet.rollout.plugins.plugin_utils import _prometheus
 
 SPECS: list[tuple[ModuleType, dict[str, dict[str, Any]]]] = [
     (lb_member, _lb_tasks.MEMBER_ARGUMENT_SPEC),
@@ -24,6 +26,7 @@ SPECS: list[tuple[ModuleType, dict[str, dict[str, Any]]]] = [
     (release, release.ARGUMENT_SPEC),
     (rollout_lock, _lock.ARGUMENT_SPEC),
     (release_analysis, _analysis_task.ANALYSIS_ARGUMENT_SPEC),
+    (prometheus_analysis, _prometheus.ARGUMENT_SPEC),  # docs only: the action plugin has the code
 ]
 
 
