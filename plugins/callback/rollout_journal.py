@@ -204,7 +204,11 @@ class CallbackModule(CallbackBase):
         with self._lock:
             if self._journal is not None:
                 self._journal.task_started(
-                    host.get_name(), task.get_name(), self._phase(task), at=time.time(), key=_task_key(task)
+                    host.get_name(),
+                    task.get_name(),
+                    self._phase(task, host),
+                    at=time.time(),
+                    key=_task_key(task),
                 )
                 self._changed()
 
@@ -300,7 +304,12 @@ class CallbackModule(CallbackBase):
             self._display.vv(f"fleet.rollout.rollout_journal: cannot read {name} of {host}: {error}")
             return None
 
-    def _phase(self, task: Task) -> str | None:
+    def _phase(self, task: Task, host: Host) -> str | None:
+        """The task's phase; None outside the roles, and on a host that is no target (a role's task run
+        on localhost by a play on other hosts: the deploy playbook's final release analysis)."""
+        targets = self._play is not None and self._play.pattern in self._targets
+        if not targets and self._journal is not None and host.get_name() not in self._journal.hosts:
+            return None
         return phase_of(_task_chain(task), in_role=getattr(task, "_role", None) is not None)
 
     def _finished_task(self, host: Host, task: Task, status: str, msg: Any) -> None:
@@ -308,7 +317,7 @@ class CallbackModule(CallbackBase):
             journal = self._journal
             if journal is None:
                 return
-            phase = self._phase(task)
+            phase = self._phase(task, host)
             if phase is not None and status != SKIPPED and not self._committed and self._play is not None:
                 # the settings of the play that runs the roles (a later revert play has its own)
                 current = self._play

@@ -4,7 +4,9 @@ broken host in seconds, and a release that errs on one later host only."""
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -171,3 +173,47 @@ def test_a_release_failing_on_one_later_host_is_caught_and_the_fleet_reverted(la
     assert "canary app05: " in reasons and "worse" in reasons, report
     assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
     assert all(r.host == "app05" for r in traffic.failures()), traffic.failures()[:5]
+
+
+def prometheus_settings(url: str) -> str:
+    """deploy_prometheus: the canary's share of 5xx answers over the last 10 s, templated per host."""
+    server = "{{ deploy_lb_server }}"
+    query = (
+        f'sum(rate(haproxy_server_http_responses_total{{proxy="app",server="{server}",code="5xx"}}[10s]))'
+        f' / sum(rate(haproxy_server_http_responses_total{{proxy="app",server="{server}"}}[10s]))'
+    )
+    settings = {
+        "url": url,
+        "query": query,
+        "condition": "value is none or value < 0.05",
+        "interval": 1,
+        "bake": 20,
+    }
+    return json.dumps({"deploy_prometheus": settings, "deploy_analysis": {"enabled": False}})
+
+
+@pytest.mark.lab(hosts=5, prometheus=True)
+def test_a_prometheus_query_on_the_canarys_5xx_rate_halts_a_flaky_canary(lab: Lab) -> None:
+    assert lab.prometheus_url
+    run, traffic = deploy_under_traffic(
+        lab, "v2", "-e", prometheus_settings(lab.prometheus_url), "-e", "rollout_window=2", error_rate=0.2
+    )
+    assert run.rc != 0, run.stdout[-3000:]
+    report = deploy_report(run)
+    assert report["failed"] == {"app01": "Bake the canary under the Prometheus analysis"}, report
+    assert "condition 'value is none or value < 0.05' false" in report["reasons"]["app01"], report
+    assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
+    assert all(r.host == "app01" for r in traffic.failures()), traffic.failures()[:5]
+
+
+@pytest.mark.lab(hosts=3)
+def test_a_prometheus_that_does_not_answer_stops_the_rollout_before_any_host_is_touched(lab: Lab) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    run = run_deploy(lab.inventory, "v2", lab.build("v2"), "-e", prometheus_settings(url))
+    assert run.rc != 0
+    assert f"Prometheus at {url} did not answer" in run.stdout, run.stdout[-3000:]
+    assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
+    for host in lab.hosts:
+        assert not (host.root / "releases" / "v2").exists(), f"{host.name} was touched"
