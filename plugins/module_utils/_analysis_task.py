@@ -206,16 +206,22 @@ class ReleaseAnalysis:
             )
         starts = self._starts(first, canary)
         deadline = started + self.request.bake
-        looks, latest = 0, first
+        looks, latest, responses_before = 0, first, -1
         while True:
             looks += 1
-            verdict, suspicious = self._judge(starts, latest, canary, baseline)
+            verdict, leaning, thin = self._judge(starts, latest, canary, baseline)
             now = self.clock()
             if verdict.verdict == FAIL or now >= deadline:
                 break
-            # settle: done once nothing leans towards worse, a pass included; else done on a pass
-            if (not suspicious) if self.request.settle else verdict.verdict == PASS:
+            if self.request.settle:
+                # done once nothing leans towards worse and each server had its responses (or no more
+                # come in: a pool without traffic would only wait for the deadline), a pass included
+                arriving = verdict.canary.responses > responses_before
+                if not leaning and not (thin and arriving):
+                    break
+            elif verdict.verdict == PASS:
                 break
+            responses_before = verdict.canary.responses
             self.sleep(min(self.request.interval, max(0.0, deadline - now)))
             latest = self.read()
         return self._outcome(
@@ -281,9 +287,9 @@ class ReleaseAnalysis:
         latest: Read,
         canary: tuple[str, ...],
         baseline: tuple[str, ...],
-    ) -> tuple[Verdict, bool]:
-        """The verdict, and whether the bake should read on to settle it: the evidence leans towards worse
-        (a p-value below SUSPICIOUS_P), or a canary server has fewer than min_server_responses."""
+    ) -> tuple[Verdict, bool, bool]:
+        """The verdict; whether the evidence leans towards worse (a p-value below SUSPICIOUS_P); whether a
+        canary server has fewer responses than min_server_responses."""
 
         def traffic_of(servers: tuple[str, ...]) -> Traffic:
             total = Traffic()
@@ -298,7 +304,7 @@ class ReleaseAnalysis:
         thin = any(traffic.responses < self.request.min_server_responses for traffic in each.values())
         group = judge(traffic_of(canary), baseline_traffic, policy, "canary " + ", ".join(canary))
         if len(canary) == 1:
-            return group, thin or group.p_value < SUSPICIOUS_P
+            return group, group.p_value < SUSPICIOUS_P, thin
         # Every server on the new release (the end of a rollout): no baseline to hold the group to, only
         # each server to the others below.
         peers_only = baseline_traffic.responses == 0
@@ -310,8 +316,8 @@ class ReleaseAnalysis:
             elif group.verdict == FAIL:
                 group = dataclasses.replace(group, verdict=INCONCLUSIVE)
         elif group.verdict == FAIL:
-            return group, True
-        suspicious = thin or (not peers_only and group.p_value < SUSPICIOUS_P)
+            return group, True, thin
+        suspicious = not peers_only and group.p_value < SUSPICIOUS_P
         # One bad host among many healthy ones hardly moves the group's share: each server is judged on
         # its own too, against the baseline and the other canaries, at a confidence shared among them
         # (Bonferroni), so that judging more servers does not alarm more.
@@ -324,9 +330,9 @@ class ReleaseAnalysis:
                     others = others + each[other]
             verdict = judge(each[server], others, alone, f"canary {server}")
             if verdict.verdict == FAIL:
-                return verdict, True
+                return verdict, True, thin
             suspicious = suspicious or verdict.p_value < SUSPICIOUS_P
-        return group, suspicious
+        return group, suspicious, thin
 
     def _outcome(
         self,

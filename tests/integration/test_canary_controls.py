@@ -132,6 +132,22 @@ def test_manual_promotion_holds_until_promote_or_abort(lab: Lab, decision: str) 
 
 
 @pytest.mark.lab(hosts=3)
+def test_an_inconclusive_bake_holds_for_promotion_when_asked_to(lab: Lab) -> None:
+    hold = json.dumps({"deploy_analysis": {"inconclusive": "hold"}})
+    rollout = start_deploy(lab, "v2", "-e", "rollout_canary_bake=2", "-e", hold)  # no traffic: no verdict
+    try:
+        wait_until_held(lab, "v2")
+        assert run_playbook(Path("fleet.rollout.promote"), lab.inventory).rc == 0
+        output, _ = rollout.communicate(timeout=180)
+    finally:
+        if rollout.poll() is None:
+            rollout.kill()
+    assert rollout.returncode == 0, output[-3000:]
+    assert "release analysis inconclusive" in output, output[-3000:]
+    assert fleet_state(lab) == {h.name: ("v2", "UP") for h in lab.hosts}
+
+
+@pytest.mark.lab(hosts=3)
 def test_promote_without_a_running_rollout_says_so(lab: Lab) -> None:
     run = run_playbook(Path("fleet.rollout.promote"), lab.inventory)
     assert run.rc != 0
@@ -214,6 +230,29 @@ def test_a_prometheus_that_does_not_answer_stops_the_rollout_before_any_host_is_
     run = run_deploy(lab.inventory, "v2", lab.build("v2"), "-e", prometheus_settings(url))
     assert run.rc != 0
     assert f"Prometheus at {url} did not answer" in run.stdout, run.stdout[-3000:]
+    assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
+    for host in lab.hosts:
+        assert not (host.root / "releases" / "v2").exists(), f"{host.name} was touched"
+
+
+@pytest.mark.lab(hosts=3)
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        (
+            {"deploy_analysis": {"error_margin": 150}},
+            "error_margin must be a percentage from 0 to 100, got 150.0",
+        ),
+        ({"rollout_canary_bake": -5}, "rollout_canary_bake a number of seconds (0 or more), got -5"),
+    ],
+    ids=["threshold-150", "negative-bake"],
+)
+def test_bad_analysis_settings_fail_before_any_host_is_touched(
+    lab: Lab, setting: dict[str, object], named: str
+) -> None:
+    run = run_deploy(lab.inventory, "v2", lab.build("v2"), "-e", json.dumps(setting))
+    assert run.rc != 0
+    assert named in run.stdout, run.stdout[-3000:]
     assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
     for host in lab.hosts:
         assert not (host.root / "releases" / "v2").exists(), f"{host.name} was touched"

@@ -19,7 +19,7 @@ from tests.support import ROOT, VENV_BIN, ansible_env, empty_config, run_playboo
 from tests.unit.lb_fake_runtime import FakeRuntimeApi
 
 MODULE = "fleet.rollout.lb_member"
-READY_UP = ("2", "0", "1", "1")  # srv_op_state running, admin ready, weights 1/1
+READY_UP = ("2", "0", "100", "100")  # srv_op_state running, admin ready, weights 100/100 (the lab's)
 
 
 @dataclass

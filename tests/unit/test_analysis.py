@@ -245,6 +245,15 @@ def test_a_settling_gate_reads_once_when_all_is_well_and_holds_while_suspicious(
     assert caught.value.details["looks"] > 1  # 2 failures of 5 lean towards worse, not yet enough
 
 
+def test_a_settling_check_waits_for_each_servers_responses_but_not_for_traffic_that_never_comes() -> None:
+    flowing = ScriptedBalancer("/lb.sock", {"app01": (10, 0), "app02": (10, 0), "app03": (10, 0)})
+    result = analyse([flowing], canary=["app01", "app02"], bake=60, settle=True, min_server_responses=50)
+    assert result["looks"] == 6  # 5 intervals of 10 responses each, then settled
+    idle = ScriptedBalancer("/lb.sock", {"app01": (0, 0), "app02": (0, 0), "app03": (0, 0)})
+    result = analyse([idle], canary=["app01", "app02"], bake=60, settle=True, min_server_responses=50)
+    assert result["looks"] == 2 and result["elapsed"] <= 1.5
+
+
 def test_a_bake_passes_once_enough_responses_were_seen() -> None:
     balancer = ScriptedBalancer("/lb.sock", {"app01": (15, 0), "app02": (15, 0)})
     result = analyse([balancer], bake=60)
