@@ -151,7 +151,9 @@ def fleet_state(lab: Lab) -> dict[str, tuple[str | None, str]]:
 def deploy_report(run: PlaybookRun) -> dict[str, Any]:
     """The message of the deploy playbook's report play, as JSON."""
     text = run.stdout[run.stdout.index("PLAY [Report how the rollout ended]") :]
-    body = text[text.index("{") : text.index("\nPLAY RECAP")]
+    start = text.index("{")
+    ends = [i for i in (text.find("\nTASK [", start), text.find("\nPLAY RECAP", start)) if i >= 0]
+    body = text[start : min(ends)]
     return dict(json.loads(body)["msg"])
 
 

@@ -88,6 +88,7 @@ from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_core_version
 from ansible.template import Templar
 from ansible_collections.fleet.rollout.plugins.plugin_utils._journal import (
+    ANALYSIS,
     CHANGED,
     FAILED,
     IGNORED,
@@ -318,7 +319,9 @@ class CallbackModule(CallbackBase):
             if journal is None:
                 return
             phase = self._phase(task, host)
-            if phase is not None and status != SKIPPED and not self._committed and self._play is not None:
+            # (a release analysis read in preflight is a role task too, but no sign of the roll play)
+            cycle = phase is not None and phase != ANALYSIS
+            if cycle and status != SKIPPED and not self._committed and self._play is not None:
                 # the settings of the play that runs the roles (a later revert play has its own)
                 current = self._play
                 journal.set(

@@ -347,7 +347,7 @@ class ReleaseAnalysis:
         result: dict[str, t.Any] = {"changed": False, **verdict.as_dict()}
         result["canary"]["servers"] = list(canary)
         result["baseline"]["servers"] = list(baseline)
-        result.update(msg=verdict.reason, looks=looks, elapsed=round(elapsed, 3), servers=latest.entries())
+        result.update(looks=looks, elapsed=round(elapsed, 3), servers=latest.entries())
         if verdict.verdict == FAIL:
             raise ReleaseWorseError(verdict.reason, **result)
         if verdict.verdict == INCONCLUSIVE and canary:
@@ -357,6 +357,7 @@ class ReleaseAnalysis:
                 )
             if self.request.inconclusive == "warn":
                 result["warnings"] = [f"release analysis inconclusive: {verdict.reason}"]
+        result["msg"] = verdict.reason  # (a failure's msg is its error's message)
         return result
 
 

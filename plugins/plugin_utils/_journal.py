@@ -50,6 +50,7 @@ PREFLIGHT, AFTER = "preflight", "after"
 CHECK = "check"
 RECOVER = "recover"
 ROLLBACK = "rollback"
+ANALYSIS = "judge"  # the deploy role's judge.yml: release analysis (gates, bakes, final check)
 
 _ROLE_FILE = re.compile(r"(?:^|/)roles/(deploy|rollback)/tasks/([^/]+?)\.ya?ml(?::\d+)?$")
 _NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
