@@ -13,6 +13,7 @@ import time
 import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._analysis import (
+    BASELINE_CONFIDENCE,
     FAIL,
     INCONCLUSIVE,
     PASS,
@@ -20,6 +21,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._analysis import (
     ServerCounters,
     Traffic,
     Verdict,
+    binomial_upper_bound,
     describe,
     interval_traffic,
     judge,
@@ -45,6 +47,8 @@ ANALYSIS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "bake": {"type": "float", "default": 0},
     "settle": {"type": "bool", "default": False},
     "min_server_responses": {"type": "int", "default": 0},
+    "hold_for": {"type": "list", "elements": "str"},
+    "clear_below": {"type": "float"},
     "interval": {"type": "float", "default": 1},
     "inconclusive": {"type": "str", "choices": ["pass", "warn", "fail"], "default": "warn"},
     "max_error_ratio": {"type": "float", "default": 2.0},
@@ -131,6 +135,9 @@ class AnalysisRequest:
     bake: float
     settle: bool
     min_server_responses: int
+    # the canary servers settle holds for until each is cleared (None: every canary server)
+    hold_for: tuple[str, ...]
+    clear_below: float | None
     interval: float
     inconclusive: str
     policy: AnalysisPolicy
@@ -146,6 +153,17 @@ class AnalysisRequest:
         if params["min_server_responses"] < 0:
             raise InvalidInputError(
                 f"min_server_responses must be 0 or more, got {params['min_server_responses']!r}"
+            )
+        hold_for = canary
+        if params["hold_for"] is not None:
+            hold_for = tuple(validate_names("server name", params["hold_for"]))
+        strangers = sorted(set(hold_for) - set(canary))
+        if strangers:
+            raise InvalidInputError(f"hold_for names servers that are not in canary: {strangers}")
+        clear_below = params["clear_below"]
+        if clear_below is not None and not (math.isfinite(clear_below) and 0 < clear_below <= 100):
+            raise InvalidInputError(
+                f"clear_below must be a percentage above 0 and at most 100, got {clear_below!r}"
             )
         baseline = params["baseline"]
         exclude = tuple(validate_names("server name", params["exclude"]))
@@ -170,6 +188,8 @@ class AnalysisRequest:
             bake=params["bake"],
             settle=params["settle"],
             min_server_responses=params["min_server_responses"],
+            hold_for=hold_for,
+            clear_below=clear_below,
             interval=params["interval"],
             inconclusive=params["inconclusive"],
             policy=policy,
@@ -206,22 +226,22 @@ class ReleaseAnalysis:
             )
         starts = self._starts(first, canary)
         deadline = started + self.request.bake
-        looks, latest, responses_before = 0, first, -1
+        looks, latest, held_before = 0, first, -1
         while True:
             looks += 1
-            verdict, leaning, thin = self._judge(starts, latest, canary, baseline)
+            verdict, leaning, held = self._judge(starts, latest, canary, baseline)
             now = self.clock()
             if verdict.verdict == FAIL or now >= deadline:
                 break
             if self.request.settle:
-                # done once nothing leans towards worse and each server had its responses (or no more
-                # come in: a pool without traffic would only wait for the deadline), a pass included
-                arriving = verdict.canary.responses > responses_before
-                if not leaning and not (thin and arriving):
+                # done once nothing leans towards worse and each held server is cleared (or no more
+                # responses come in: a pool without traffic would only wait for the deadline)
+                arriving = held > held_before
+                if not leaning and not (held >= 0 and arriving):
                     break
             elif verdict.verdict == PASS:
                 break
-            responses_before = verdict.canary.responses
+            held_before = held
             self.sleep(min(self.request.interval, max(0.0, deadline - now)))
             latest = self.read()
         return self._outcome(
@@ -287,9 +307,9 @@ class ReleaseAnalysis:
         latest: Read,
         canary: tuple[str, ...],
         baseline: tuple[str, ...],
-    ) -> tuple[Verdict, bool, bool]:
-        """The verdict; whether the evidence leans towards worse (a p-value below SUSPICIOUS_P); whether a
-        canary server has fewer responses than min_server_responses."""
+    ) -> tuple[Verdict, bool, int]:
+        """The verdict; whether the evidence leans towards worse (a p-value below SUSPICIOUS_P); while a
+        held server is not yet cleared, the held servers' responses (else -1)."""
 
         def traffic_of(servers: tuple[str, ...]) -> Traffic:
             total = Traffic()
@@ -301,7 +321,8 @@ class ReleaseAnalysis:
         policy = self.request.policy
         baseline_traffic = traffic_of(baseline)
         each = {server: traffic_of((server,)) for server in canary}
-        thin = any(traffic.responses < self.request.min_server_responses for traffic in each.values())
+        held = [each[server] for server in self.request.hold_for]
+        thin = -1 if all(map(self._cleared, held)) else sum(traffic.responses for traffic in held)
         group = judge(traffic_of(canary), baseline_traffic, policy, "canary " + ", ".join(canary))
         if len(canary) == 1:
             return group, group.p_value < SUSPICIOUS_P, thin
@@ -333,6 +354,16 @@ class ReleaseAnalysis:
                 return verdict, True, thin
             suspicious = suspicious or verdict.p_value < SUSPICIOUS_P
         return group, suspicious, thin
+
+    def _cleared(self, traffic: Traffic) -> bool:
+        """A held server has had its responses, and its error share is below clear_below at the
+        baseline's confidence (about 22 responses without an error for 10%)."""
+        if traffic.responses < self.request.min_server_responses:
+            return False
+        if self.request.clear_below is None:
+            return True
+        bound = binomial_upper_bound(traffic.errors, traffic.responses, BASELINE_CONFIDENCE)
+        return bound < self.request.clear_below / 100
 
     def _outcome(
         self,

@@ -100,6 +100,19 @@ options:
         has had the traffic to show a fault of its own before the bake ends.
     type: int
     default: 0
+  hold_for:
+    description:
+      - With O(settle), the canary servers it reads on for until each is cleared (O(min_server_responses),
+        O(clear_below)). Default, every canary server. Each must be in O(canary).
+    type: list
+    elements: str
+  clear_below:
+    description:
+      - With O(settle), a percentage. A server in O(hold_for) is cleared once its error share is below it
+        at 90% confidence (the one-sided Clopper-Pearson bound), for 10 about 22 responses without an
+        error. A server that errs more is held until it fails or the bake ends.
+      - Unset, a server is cleared by O(min_server_responses) alone.
+    type: float
   interval:
     description:
       - Seconds between reads during the bake.

@@ -53,3 +53,17 @@ def test_a_good_release_passes_its_bake_and_no_request_fails(lab: Lab) -> None:
     assert "not worse" in report["canary_analysis"]["app01"], report
     assert traffic.failed == 0, traffic.failures()[:5]
     assert fleet_state(lab) == {h.name: ("v2", "UP") for h in lab.hosts}
+
+
+@pytest.mark.lab(hosts=10)
+def test_a_release_200ms_slower_is_halted_in_the_canary(lab: Lab) -> None:
+    run, traffic = deploy_under_traffic(lab, "v2", "-e", "rollout_window=3", latency=0.2)
+    assert run.rc != 0, run.stdout[-3000:]
+    report = deploy_report(run)
+    assert report["failed"] == {"app01": "Judge the release from the balancers' counters"}, report
+    assert "canary app01: response time" in report["reasons"]["app01"], report
+    assert "slower" in report["reasons"]["app01"], report
+    assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
+    for host in lab.hosts[1:]:
+        assert not (host.root / "releases" / "v2").exists(), f"{host.name} was touched"
+    assert traffic.failed == 0, traffic.failures()[:5]

@@ -254,6 +254,25 @@ def test_a_settling_check_waits_for_each_servers_responses_but_not_for_traffic_t
     assert result["looks"] == 2 and result["elapsed"] <= 1.5
 
 
+def test_a_settling_gate_holds_until_each_held_server_is_cleared() -> None:
+    """clear_below 10: a clean server is cleared after 22 responses (0.9^22 < 0.1), app02 (last moved,
+    not held) is not waited for, and a server that errs is held until it fails."""
+    clean = ScriptedBalancer("/lb.sock", {"app01": (5, 0), "app02": (0, 0), "app03": (15, 0)})
+    held = dict(canary=["app01", "app02"], hold_for=["app01"], bake=60, settle=True, inconclusive="pass")
+    result = analyse([clean], clear_below=10.0, **held)
+    assert result["looks"] == 6 and result["canary"]["responses"] == 25  # 20 is not yet enough
+    assert analyse([clean], **held)["looks"] == 1  # without clear_below: nothing to clear
+    erring = ScriptedBalancer("/lb.sock", {"app01": (12, 1), "app02": (0, 0), "app03": (150, 0)})
+    with pytest.raises(ReleaseWorseError, match=r"canary app01\b.*worse"):
+        analyse([erring], clear_below=10.0, **held)
+
+
+def test_a_held_server_whose_traffic_stops_holds_nothing() -> None:
+    idle = ScriptedBalancer("/lb.sock", {"app01": (0, 0), "app02": (15, 0)})
+    result = analyse([idle], hold_for=["app01"], clear_below=10.0, bake=60, settle=True, inconclusive="pass")
+    assert result["looks"] == 2 and result["elapsed"] <= 1.5
+
+
 def test_a_bake_passes_once_enough_responses_were_seen() -> None:
     balancer = ScriptedBalancer("/lb.sock", {"app01": (15, 0), "app02": (15, 0)})
     result = analyse([balancer], bake=60)
@@ -309,6 +328,8 @@ def test_a_canary_server_the_balancers_do_not_have_is_named() -> None:
         ("confidence", 1.0, "confidence must be a probability"),
         ("max_error_ratio", 0.5, "max_error_ratio must be a ratio of 1 or more"),
         ("canary", ["app 01"], "app 01"),
+        ("clear_below", 0.0, "clear_below must be a percentage above 0 and at most 100, got 0.0"),
+        ("hold_for", ["app02"], "hold_for names servers that are not in canary: ['app02']"),
     ],
 )
 def test_bad_input_is_refused_naming_the_value(option: str, value: t.Any, named: str) -> None:
