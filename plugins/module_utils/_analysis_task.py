@@ -226,22 +226,24 @@ class ReleaseAnalysis:
             )
         starts = self._starts(first, canary)
         deadline = started + self.request.bake
-        looks, latest, held_before = 0, first, -1
+        looks, latest, held_before = 0, first, None
         while True:
             looks += 1
-            verdict, leaning, held = self._judge(starts, latest, canary, baseline)
+            verdict, leaning, each = self._judge(starts, latest, canary, baseline)
             now = self.clock()
             if verdict.verdict == FAIL or now >= deadline:
                 break
+            held = [each[server] for server in self.request.hold_for]
+            held_responses = sum(traffic.responses for traffic in held)
             if self.request.settle:
                 # done once nothing leans towards worse and each held server is cleared (or no more
                 # responses come in: a pool without traffic would only wait for the deadline)
-                arriving = held > held_before
-                if not leaning and not (held >= 0 and arriving):
+                arriving = held_before is None or held_responses > held_before
+                if not leaning and (all(map(self._cleared, held)) or not arriving):
                     break
             elif verdict.verdict == PASS:
                 break
-            held_before = held
+            held_before = held_responses
             self.sleep(min(self.request.interval, max(0.0, deadline - now)))
             latest = self.read()
         return self._outcome(
@@ -307,9 +309,9 @@ class ReleaseAnalysis:
         latest: Read,
         canary: tuple[str, ...],
         baseline: tuple[str, ...],
-    ) -> tuple[Verdict, bool, int]:
-        """The verdict; whether the evidence leans towards worse (a p-value below SUSPICIOUS_P); while a
-        held server is not yet cleared, the held servers' responses (else -1)."""
+    ) -> tuple[Verdict, bool, dict[str, Traffic]]:
+        """The verdict; whether the evidence leans towards worse (a p-value below SUSPICIOUS_P); each
+        canary server's traffic."""
 
         def traffic_of(servers: tuple[str, ...]) -> Traffic:
             total = Traffic()
@@ -321,11 +323,9 @@ class ReleaseAnalysis:
         policy = self.request.policy
         baseline_traffic = traffic_of(baseline)
         each = {server: traffic_of((server,)) for server in canary}
-        held = [each[server] for server in self.request.hold_for]
-        thin = -1 if all(map(self._cleared, held)) else sum(traffic.responses for traffic in held)
         group = judge(traffic_of(canary), baseline_traffic, policy, "canary " + ", ".join(canary))
         if len(canary) == 1:
-            return group, group.p_value < SUSPICIOUS_P, thin
+            return group, group.p_value < SUSPICIOUS_P, each
         # Every server on the new release (the end of a rollout): no baseline to hold the group to, only
         # each server to the others below.
         peers_only = baseline_traffic.responses == 0
@@ -337,7 +337,7 @@ class ReleaseAnalysis:
             elif group.verdict == FAIL:
                 group = dataclasses.replace(group, verdict=INCONCLUSIVE)
         elif group.verdict == FAIL:
-            return group, True, thin
+            return group, True, each
         suspicious = not peers_only and group.p_value < SUSPICIOUS_P
         # One bad host among many healthy ones hardly moves the group's share: each server is judged on
         # its own too, against the baseline and the other canaries, at a confidence shared among them
@@ -351,9 +351,9 @@ class ReleaseAnalysis:
                     others = others + each[other]
             verdict = judge(each[server], others, alone, f"canary {server}")
             if verdict.verdict == FAIL:
-                return verdict, True, thin
+                return verdict, True, each
             suspicious = suspicious or verdict.p_value < SUSPICIOUS_P
-        return group, suspicious, thin
+        return group, suspicious, each
 
     def _cleared(self, traffic: Traffic) -> bool:
         """A held server has had its responses, and its error share is below clear_below at the

@@ -96,8 +96,8 @@ options:
     default: false
   min_server_responses:
     description:
-      - With O(settle), also read on while a canary server has fewer responses than this, so that each server
-        has had the traffic to show a fault of its own before the bake ends.
+      - With O(settle), also read on while a server in O(hold_for) has fewer responses than this, so that
+        each server has had the traffic to show a fault of its own before the bake ends.
     type: int
     default: 0
   hold_for:
