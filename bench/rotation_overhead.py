@@ -152,6 +152,7 @@ def main() -> int:
                 log.unlink(missing_ok=True)
                 with Watcher(lab.balancers[0].socket) as watcher:
                     run = deploy(lab, approach, f"v{version}", log)
+                    watcher.settle()
                 if run.rc != 0:
                     raise SystemExit(f"{approach} v{version} failed:\n{run.output[-4000:]}")
                 hosts = cycles(run, watcher, log)

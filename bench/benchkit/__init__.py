@@ -180,6 +180,17 @@ class Watcher:
                     history.append(seen)
             self._stop.wait(max(0.0, before + self.period - time.time()))
 
+    def settle(self, timeout: float = 10.0) -> None:
+        """Keep sampling until every server seen is back at `UP` (a playbook may end before its last
+        host's rise checks do), or until ``timeout``."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            servers = [h for name, h in list(self.changes.items()) if name not in ("FRONTEND", "BACKEND")]
+            last = [history[-1] for history in servers if history]
+            if last and all(seen.status == "UP" for seen in last):
+                return
+            time.sleep(self.period)
+
     def at(self, server: str, t: float) -> Seen | None:
         """The server as the last sample at or before t saw it."""
         seen = [s for s in self.changes.get(server, []) if s.t <= t]

@@ -4,17 +4,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.fleet.rollout.plugins.module_utils import _health
-from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import (
-    ControllerSideAction,
-    Runner,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._health_task import TASK
+from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import ControllerSideAction
 
 
 class ActionModule(ControllerSideAction):
-    MODULE = "fleet.rollout.health_check"
-    ARGUMENT_SPEC = _health.ARGUMENT_SPEC
-    SPEC_CONSTRAINTS = _health.SPEC_CONSTRAINTS
-
-    def runner(self) -> Runner:
-        return _health.check_health
+    TASK = TASK

@@ -4,17 +4,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.fleet.rollout.plugins.module_utils import _lb_tasks
-from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import (
-    ControllerSideAction,
-    Runner,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import MEMBER_TASK
+from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import ControllerSideAction
 
 
 class ActionModule(ControllerSideAction):
-    MODULE = "fleet.rollout.lb_member"
-    ARGUMENT_SPEC = _lb_tasks.MEMBER_ARGUMENT_SPEC
-    SPEC_CONSTRAINTS = _lb_tasks.MEMBER_SPEC_CONSTRAINTS
-
-    def runner(self) -> Runner:
-        return _lb_tasks.apply_member
+    TASK = MEMBER_TASK

@@ -4,16 +4,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.fleet.rollout.plugins.module_utils import _lb_tasks
-from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import (
-    ControllerSideAction,
-    Runner,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import INFO_TASK
+from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import ControllerSideAction
 
 
 class ActionModule(ControllerSideAction):
-    MODULE = "fleet.rollout.lb_member_info"
-    ARGUMENT_SPEC = _lb_tasks.INFO_ARGUMENT_SPEC
-
-    def runner(self) -> Runner:
-        return _lb_tasks.report_members
+    TASK = INFO_TASK

@@ -4,16 +4,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.fleet.rollout.plugins.module_utils import _analysis_task
-from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import (
-    ControllerSideAction,
-    Runner,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._analysis_task import TASK
+from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import ControllerSideAction
 
 
 class ActionModule(ControllerSideAction):
-    MODULE = "fleet.rollout.release_analysis"
-    ARGUMENT_SPEC = _analysis_task.ANALYSIS_ARGUMENT_SPEC
-
-    def runner(self) -> Runner:
-        return _analysis_task.analyse_release
+    TASK = TASK

@@ -4,17 +4,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.fleet.rollout.plugins.module_utils import _lock
-from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import (
-    ControllerSideAction,
-    Runner,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_task import TASK
+from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import ControllerSideAction
 
 
 class ActionModule(ControllerSideAction):
-    MODULE = "fleet.rollout.rollout_lock"
-    ARGUMENT_SPEC = _lock.ARGUMENT_SPEC
-    SPEC_CONSTRAINTS = _lock.SPEC_CONSTRAINTS
-
-    def runner(self) -> Runner:
-        return _lock.run_lock
+    TASK = TASK

@@ -67,7 +67,7 @@ options:
 notes:
   - The journal is a record for people and tools; a directory it cannot write to gives one warning and
     never stops the rollout.
-  - A process killed in the middle of a write may leave a hidden C(.<journal>.<pid>.<n>.tmp) file beside
+  - A process killed in the middle of a write may leave a hidden C(.<journal>.<random>.tmp) file beside
     the journal; the journal itself is always whole.
 """
 

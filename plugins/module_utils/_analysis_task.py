@@ -32,9 +32,10 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     ReleaseWorseError,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
-    RuntimeApiAddress,
     RuntimeApiClient,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._haproxy_address import RuntimeApiAddress
+from ansible_collections.fleet.rollout.plugins.module_utils._task_interface import TaskInterface
 from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_names
 
 ANALYSIS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
@@ -154,12 +155,7 @@ class AnalysisRequest:
             raise InvalidInputError(
                 f"min_server_responses must be 0 or more, got {params['min_server_responses']!r}"
             )
-        hold_for = canary
-        if params["hold_for"] is not None:
-            hold_for = tuple(validate_names("server name", params["hold_for"]))
-        strangers = sorted(set(hold_for) - set(canary))
-        if strangers:
-            raise InvalidInputError(f"hold_for names servers that are not in canary: {strangers}")
+        hold_for = _hold_for(canary, params["hold_for"])
         clear_below = params["clear_below"]
         if clear_below is not None and not (math.isfinite(clear_below) and 0 < clear_below <= 100):
             raise InvalidInputError(
@@ -171,14 +167,9 @@ class AnalysisRequest:
         if overlap:
             raise InvalidInputError(f"servers {overlap} are in both canary and baseline")
         policy = AnalysisPolicy(
-            max_error_ratio=params["max_error_ratio"],
-            error_margin=params["error_margin"],
-            confidence=params["confidence"],
-            min_responses=params["min_responses"],
-            max_latency_ratio=params["max_latency_ratio"],
-            latency_margin_ms=params["latency_margin_ms"],
-            latency_min_responses=params["latency_min_responses"],
-        ).validate()
+            **{name.name: params[name.name] for name in dataclasses.fields(AnalysisPolicy)}
+        )
+        policy = policy.validate()
         return cls(
             canary=canary,
             baseline=None if baseline is None else tuple(validate_names("server name", baseline)),
@@ -194,6 +185,15 @@ class AnalysisRequest:
             inconclusive=params["inconclusive"],
             policy=policy,
         )
+
+
+def _hold_for(canary: tuple[str, ...], raw: t.Any) -> tuple[str, ...]:
+    """The canary servers whose traffic holds the verdict: all of them unless named, never others."""
+    hold_for = canary if raw is None else tuple(validate_names("server name", raw))
+    strangers = sorted(set(hold_for) - set(canary))
+    if strangers:
+        raise InvalidInputError(f"hold_for names servers that are not in canary: {strangers}")
+    return hold_for
 
 
 class ReleaseAnalysis:
@@ -339,21 +339,30 @@ class ReleaseAnalysis:
         elif group.verdict == FAIL:
             return group, True, each
         suspicious = not peers_only and group.p_value < SUSPICIOUS_P
-        # One bad host among many healthy ones hardly moves the group's share: each server is judged on
-        # its own too, against the baseline and the other canaries, at a confidence shared among them
-        # (Bonferroni), so that judging more servers does not alarm more.
-        alpha = (1.0 - policy.confidence) / len(canary)
+        failed, leaning = self._judge_each(each, baseline_traffic)
+        if failed is not None:
+            return failed, True, each
+        return group, suspicious or leaning, each
+
+    def _judge_each(self, each: dict[str, Traffic], baseline_traffic: Traffic) -> tuple[Verdict | None, bool]:
+        """One bad host among many healthy ones hardly moves the group's share: each server is judged on
+        its own too, against the baseline and the other canaries, at a confidence shared among them
+        (Bonferroni), so that judging more servers does not alarm more. The first server that fails, and
+        whether any leans towards worse."""
+        policy = self.request.policy
+        alpha = (1.0 - policy.confidence) / len(each)
         alone = dataclasses.replace(policy, confidence=1.0 - alpha)
-        for server in canary:
+        suspicious = False
+        for server, traffic in each.items():
             others = baseline_traffic
-            for other in canary:
+            for other, other_traffic in each.items():
                 if other != server:
-                    others = others + each[other]
-            verdict = judge(each[server], others, alone, f"canary {server}")
+                    others = others + other_traffic
+            verdict = judge(traffic, others, alone, f"canary {server}")
             if verdict.verdict == FAIL:
-                return verdict, True, each
+                return verdict, True
             suspicious = suspicious or verdict.p_value < SUSPICIOUS_P
-        return group, suspicious, each
+        return None, suspicious
 
     def _cleared(self, traffic: Traffic) -> bool:
         """A held server has had its responses, and its error share is below clear_below at the
@@ -399,3 +408,6 @@ def analyse_release(
     request = AnalysisRequest.from_params(params)
     balancers = [RuntimeApiClient(address, timeout=params["timeout"]) for address in params["socket"]]
     return ReleaseAnalysis(balancers, request).run()
+
+
+TASK = TaskInterface("fleet.rollout.release_analysis", ANALYSIS_ARGUMENT_SPEC, analyse_release)

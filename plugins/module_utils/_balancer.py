@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 import typing as t
-from dataclasses import dataclass, field
 
 from ansible_collections.fleet.rollout.plugins.module_utils._capacity_lock import capacity_lock
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
@@ -24,113 +23,24 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
     ADMIN_FORCED_DRAIN,
     ADMIN_FORCED_MAINT,
-    RuntimeApiAddress,
     RuntimeApiClient,
     ServerSnapshot,
     Weight,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._haproxy_address import RuntimeApiAddress
+from ansible_collections.fleet.rollout.plugins.module_utils._member import (
+    CapacityFloor,
+    Command,
+    Member,
+    MemberRequest,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._poll import Clock, Sleep, poll_until
 from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_name, validate_names
 
 DESIRED_STATES = ("enabled", "drained", "maintenance")
 DRAIN_TARGETS = ("drain", "maint")
 IDLE_POLLS_TO_CONFIRM = 2  # scur == qcur == 0 on two polls in a row, so a request between polls is not missed
 SHUTDOWN_GRACE = 5.0  # how long killed sessions may take to disappear from the counters
-
-Clock = t.Callable[[], float]
-Sleep = t.Callable[[float], None]
-
-
-@dataclass(frozen=True)
-class CapacityFloor:
-    """``min_healthy``: a number of servers, or a percentage of the backend's active servers."""
-
-    value: int
-    percent: bool
-
-    @classmethod
-    def parse(cls, raw: t.Any) -> CapacityFloor:
-        text = str(raw).strip() if isinstance(raw, (int, str)) and not isinstance(raw, bool) else ""
-        percent = text.endswith("%")
-        digits = text[:-1].strip() if percent else text
-        if not digits.isdigit() or (percent and int(digits) > 100):
-            raise InvalidInputError(
-                f"min_healthy {raw!r} is neither a count of servers nor a percentage from 0% to 100%",
-                min_healthy=str(raw),
-            )
-        return cls(int(digits), percent)
-
-    def servers_needed(self, pool_size: int) -> int:
-        if not self.percent:
-            return self.value
-        return -(-pool_size * self.value // 100)  # rounded up: 75% of 3 servers needs 3
-
-    def __str__(self) -> str:
-        return f"{self.value}%" if self.percent else str(self.value)
-
-
-@dataclass(frozen=True)
-class MemberRequest:
-    """What the caller wants for one server; plain values, as a module's params or an action's args."""
-
-    server: str
-    state: str | None = None
-    backends: tuple[str, ...] = ()
-    weight: t.Any = None
-    drain_timeout: float = 60.0
-    drain_to: str = "drain"
-    shutdown_sessions: bool = False
-    up_timeout: float = 60.0
-    check_before_traffic: bool = True
-    min_healthy: t.Any = None
-    capacity_timeout: float = 60.0
-    poll_interval: float = 0.2
-
-
-@dataclass(frozen=True)
-class Command:
-    """One ``set server`` this run sends (or, in check mode, would send)."""
-
-    setting: str
-    value: str
-
-    def describe(self, backend: str, server: str) -> str:
-        return f"set server {backend}/{server} {self.setting} {self.value}"
-
-
-@dataclass
-class Member:
-    """The server in one backend of one balancer, and what happened to it during this run."""
-
-    balancer: RuntimeApiClient
-    backend: str
-    before: ServerSnapshot
-    pool: list[ServerSnapshot]
-    commands: list[Command] = field(default_factory=list)
-    commands_after_drain: list[Command] = field(default_factory=list)
-    latest: ServerSnapshot | None = None
-    drain_seconds: float | None = None
-    up_seconds: float | None = None
-    sessions_killed: int | None = None
-    idle_polls: int = 0
-    idle_since: float = 0.0
-
-    @property
-    def where(self) -> str:
-        return f"backend {self.backend} on {self.balancer.address}"
-
-    @property
-    def key(self) -> str:
-        return f"{self.balancer.address} {self.backend}/{self.before.server}"
-
-    @property
-    def now(self) -> ServerSnapshot:
-        return self.latest or self.before
-
-    def all_commands(self) -> list[Command]:
-        return self.commands + self.commands_after_drain
-
-    def takes_capacity_away(self) -> bool:
-        return self.before.serving and any(c.setting == "state" for c in self.all_commands())
 
 
 def _observe(balancer: RuntimeApiClient, backends: set[str]) -> dict[tuple[str, str], ServerSnapshot]:
@@ -331,25 +241,29 @@ class BalancerMember:
     ) -> list[Member]:
         """Wait for the floor to hold on every member, then (not in check mode) send the commands that
         take the server out, both under the capacity lock; returns the members as last seen."""
-        deadline = self.clock() + self.request.capacity_timeout
         addresses = [balancer.address for balancer in self.balancers]
-        while True:
+        shortfalls: list[str] = []
+
+        def taken_out() -> bool:
+            nonlocal members, shortfalls
             with capacity_lock(addresses if not self.check_mode else ()):
                 if not self.check_mode:
                     members = self.locate(weight)  # the pool as it is now that we hold the lock
                 shortfalls = [s for s in (self.capacity_shortfall(m, floor) for m in members) if s]
-                if not shortfalls:
-                    if not self.check_mode:
-                        self.send(members, after_drain=False)
-                    return members
-            if self.check_mode or self.clock() >= deadline:
-                raise CapacityError(
-                    f"refusing to take {self.request.server} out: " + "; ".join(shortfalls),
-                    min_healthy=str(floor),
-                    waited=0 if self.check_mode else self.request.capacity_timeout,
-                    changed=False,
-                )
-            self.sleep(self.request.poll_interval)
+                if not shortfalls and not self.check_mode:
+                    self.send(members, after_drain=False)
+                return not shortfalls
+
+        # check mode looks once: it never waits for the pool to change
+        deadline = self.clock() + (0 if self.check_mode else self.request.capacity_timeout)
+        if self._poll(taken_out, deadline):
+            return members
+        raise CapacityError(
+            f"refusing to take {self.request.server} out: " + "; ".join(shortfalls),
+            min_healthy=str(floor),
+            waited=0 if self.check_mode else self.request.capacity_timeout,
+            changed=False,
+        )
 
     # -- acting -----------------------------------------------------------------------------------------
 
@@ -395,7 +309,8 @@ class BalancerMember:
     def wait_until_idle(self, members: list[Member], started: float, deadline: float) -> list[Member]:
         """Poll until each member is out of rotation and idle on two polls in a row; those still busy."""
         pending = list(members)
-        while pending:
+
+        def all_idle() -> bool:
             now = self.poll(pending)
             for member in list(pending):
                 if member.now.out_of_rotation and member.now.idle:
@@ -407,10 +322,10 @@ class BalancerMember:
                         pending.remove(member)
                 else:
                     member.idle_polls = 0
-            # Past the deadline, a member seen idle once still gets the poll that confirms it.
-            if not pending or (now >= deadline and not any(m.idle_polls for m in pending)):
-                break
-            self.sleep(self.request.poll_interval)
+            return not pending
+
+        # Past the deadline, a member seen idle once still gets the poll that confirms it.
+        self._poll(all_idle, deadline, overtime=lambda: any(m.idle_polls for m in pending))
         return pending
 
     def wait_until_up(self, members: list[Member]) -> None:
@@ -418,23 +333,25 @@ class BalancerMember:
         started = self.clock()
         deadline = started + self.request.up_timeout
         pending = list(members)
-        while pending:
+
+        def all_up() -> bool:
             now = self.poll(pending)
-            for member in list(pending):
-                if member.now.up:
-                    member.up_seconds = round(now - started, 3)
-                    pending.remove(member)
-            if not pending:
-                return
-            if now >= deadline:
-                break
-            self.sleep(self.request.poll_interval)
+            for member in [m for m in pending if m.now.up]:
+                member.up_seconds = round(now - started, 3)
+                pending.remove(member)
+            return not pending
+
+        if self._poll(all_up, deadline):
+            return
         raise HealthCheckFailedError(
             f"{self.request.server} did not come UP within up_timeout {self.request.up_timeout:g}s: "
             + "; ".join(f"{m.where}: {_status_line(m.now)}" for m in pending),
             changed=any(m.commands for m in members),
             members=[self.describe(m) for m in members],
         )
+
+    def _poll(self, attempt: t.Callable[[], bool], deadline: float, **options: t.Any) -> bool:
+        return poll_until(attempt, deadline, self.request.poll_interval, self.clock, self.sleep, **options)
 
     # -- reporting --------------------------------------------------------------------------------------
 
@@ -493,49 +410,3 @@ class BalancerMember:
             "diff": diff,
             "warnings": list(dict.fromkeys(self.warnings)),  # capacity waits plan again
         }
-
-
-class MemberReport:
-    """Every server of every backend (or those asked for) on each balancer, as plain dicts."""
-
-    def __init__(
-        self,
-        balancers: t.Sequence[RuntimeApiClient],
-        backends: t.Sequence[str] = (),
-        servers: t.Sequence[str] = (),
-    ) -> None:
-        self.balancers = balancers
-        self.backends = backends
-        self.servers = servers
-
-    def collect(self) -> list[dict[str, t.Any]]:
-        validate_names("backend name", self.backends)
-        validate_names("server name", self.servers)
-        for balancer in self.balancers:
-            RuntimeApiAddress.parse(balancer.address)
-        rows: list[dict[str, t.Any]] = []
-        for balancer in self.balancers:
-            seen = balancer.servers()
-            missing_backends = [b for b in self.backends if b not in {s.backend for s in seen}]
-            if missing_backends:
-                raise NotFoundError(
-                    f"no backend {', '.join(map(repr, missing_backends))} on {balancer.address}",
-                    socket=balancer.address,
-                    missing=missing_backends,
-                )
-            wanted = [s for s in seen if not self.backends or s.backend in self.backends]
-            missing_servers = [n for n in self.servers if n not in {s.server for s in wanted}]
-            if missing_servers:
-                raise NotFoundError(
-                    f"no server {', '.join(map(repr, missing_servers))} in "
-                    f"{'backend ' + ', '.join(self.backends) if self.backends else 'any backend'} "
-                    f"on {balancer.address}",
-                    socket=balancer.address,
-                    missing=missing_servers,
-                )
-            rows.extend(
-                {"balancer": balancer.address, **s.as_dict()}
-                for s in wanted
-                if not self.servers or s.server in self.servers
-            )
-        return rows

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import csv
 import re
-import socket
 import typing as t
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
+from ansible_collections.fleet.rollout.plugins.module_utils._counts import CountOrPercent
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     ConnectionFailedError,
     FleetRolloutError,
@@ -21,10 +21,8 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from ansible_collections.fleet.rollout.plugins.module_utils._validate import (
-    describe_character,
-    validate_name,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._haproxy_address import RuntimeApiAddress
+from ansible_collections.fleet.rollout.plugins.module_utils._validate import describe_character, validate_name
 
 if t.TYPE_CHECKING:  # typing.Literal is Python 3.8+; module code also runs on 3.7 targets
     AdminCommand = t.Literal["ready", "drain", "maint"]
@@ -62,62 +60,6 @@ _UNSAFE_IN_COMMAND = re.compile(r"[\x00-\x1f\x7f;#]")
 
 class RuntimeApiError(FleetRolloutError):
     """HAProxy answered a command with an error this client has no more specific type for."""
-
-
-@dataclass(frozen=True)
-class RuntimeApiAddress:
-    """Where a runtime API listens: ``/path/to/admin.sock``, ``unix:///path`` or ``tcp://host:port``."""
-
-    text: str
-    path: str = ""
-    host: str = ""
-    port: int = 0
-
-    @classmethod
-    def parse(cls, text: t.Any) -> RuntimeApiAddress:
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError(f"socket must be a path or tcp://host:port, got {text!r}", socket=text)
-        bad = next((char for char in text if ord(char) < 32 or ord(char) == 127), None)
-        if bad is not None:
-            raise InvalidInputError(
-                f"socket {text!r} is refused: it contains {describe_character(bad)}", socket=text
-            )
-        if text.startswith("tcp://"):
-            host, sep, port = text[len("tcp://") :].rpartition(":")
-            host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise InvalidInputError(f"socket {text!r} is not of the form tcp://host:port", socket=text)
-            return cls(text, host=host, port=int(port))
-        path = text[len("unix://") :] if text.startswith("unix://") else text
-        if "://" in path or not path:
-            raise InvalidInputError(
-                f"socket {text!r} is neither a unix socket path nor tcp://host:port", socket=text
-            )
-        return cls(text, path=path)
-
-    def connect(self, timeout: float) -> socket.socket:
-        """An open connection; ConnectionFailedError/PermissionDeniedError name the address."""
-        try:
-            if self.path:
-                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                conn.settimeout(timeout)
-                try:
-                    conn.connect(self.path)
-                except OSError:
-                    conn.close()
-                    raise
-                return conn
-            return socket.create_connection((self.host, self.port), timeout=timeout)
-        except PermissionError as error:
-            raise PermissionDeniedError(
-                f"no permission to open the HAProxy runtime API socket {self.text}: {error.strerror}",
-                socket=self.text,
-            ) from error
-        except OSError as error:
-            reason = error.strerror or str(error) or type(error).__name__
-            raise ConnectionFailedError(
-                f"cannot reach the HAProxy runtime API at {self.text}: {reason}", socket=self.text
-            ) from error
 
 
 def _int(value: str | None) -> int:
@@ -201,29 +143,16 @@ class ServerState:
 
 
 @dataclass(frozen=True)
-class ServerSnapshot:
-    """A server as one balancer sees it at one moment: ``show servers state`` joined with ``show stat``."""
+class ServerSnapshot(ServerStat):
+    """A server as one balancer sees it at one moment: ``show servers state`` joined with ``show stat``.
+    ``weight`` is the state's (what this run sets), not the stat's effective weight."""
 
-    backend: str
-    server: str
     address: str
-    status: str
     admin_state: str
     op_state: int
     admin_flags: int
-    weight: int
     initial_weight: int
-    scur: int
-    qcur: int
     check_enabled: bool
-    check_status: str
-    check_code: str
-    check_in_progress: bool
-    check_duration_ms: int | None
-    check_description: str
-    last_check: str
-    hrsp_5xx: int
-    backup: bool
 
     @classmethod
     def join(cls, state: ServerState, stat: ServerStat) -> ServerSnapshot:
@@ -233,28 +162,17 @@ class ServerSnapshot:
             admin_state = "drain"
         else:
             admin_state = "ready"
+        seen = {name.name: getattr(stat, name.name) for name in fields(ServerStat)}
+        seen.update(backend=state.backend, server=state.server, weight=state.weight)
         return cls(
-            backend=state.backend,
-            server=state.server,
+            **seen,
             address=f"{state.address}:{state.port}" if state.port else state.address,
-            status=stat.status,
             admin_state=admin_state,
             op_state=state.op_state,
             admin_flags=state.admin_flags,
-            weight=state.weight,
             initial_weight=state.initial_weight,
-            scur=stat.scur,
-            qcur=stat.qcur,
             # Maintenance pauses checks but keeps them enabled, so the bit tells whether one is configured.
             check_enabled=bool(state.check_state & CHECK_ENABLED),
-            check_status=stat.check_status,
-            check_code=stat.check_code,
-            check_in_progress=stat.check_in_progress,
-            check_duration_ms=stat.check_duration_ms,
-            check_description=stat.check_description,
-            last_check=stat.last_check,
-            hrsp_5xx=stat.hrsp_5xx,
-            backup=stat.backup,
         )
 
     @property
@@ -282,38 +200,26 @@ class ServerSnapshot:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Weight:
+class Weight(CountOrPercent):
     """A weight as asked: absolute (0-256) or a percentage of the server's configured weight."""
-
-    value: int
-    percent: bool
 
     @classmethod
     def parse(cls, raw: t.Any) -> Weight:
-        text = str(raw).strip() if isinstance(raw, (int, str)) and not isinstance(raw, bool) else ""
-        percent = text.endswith("%")
-        digits = text[:-1].strip() if percent else text
-        if not digits.isdigit():
+        weight = cls.read(raw)
+        if weight is None:
             raise InvalidInputError(
                 f"weight {raw!r} is neither a number from 0 to {MAX_WEIGHT} nor a percentage like '25%'",
                 weight=str(raw),
             )
-        value = int(digits)
-        if not percent and value > MAX_WEIGHT:
+        if not weight.percent and weight.value > MAX_WEIGHT:
             raise InvalidInputError(
                 f"weight {raw!r} is above HAProxy's maximum {MAX_WEIGHT}", weight=str(raw)
             )
-        return cls(value, percent)
+        return t.cast(Weight, weight)
 
     def resolve(self, initial_weight: int) -> int:
         """The absolute weight HAProxy ends up with (it computes percentages the same way, rounding down)."""
-        if not self.percent:
-            return self.value
-        return min(MAX_WEIGHT, initial_weight * self.value // 100)
-
-    def __str__(self) -> str:
-        return f"{self.value}%" if self.percent else str(self.value)
+        return min(MAX_WEIGHT, self.share_of(initial_weight))
 
 
 def _server_ref(backend: str, server: str) -> str:

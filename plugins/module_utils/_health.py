@@ -12,23 +12,26 @@ action plugin on the controller.
 from __future__ import annotations
 
 import dataclasses
-import http.client
-import json
 import re
 import socket
 import time
 import traceback
 import typing as t
-import urllib.error
 from collections import deque
 
-from ansible.module_utils.urls import ConnectionError as UrlConnectionError
-from ansible.module_utils.urls import open_url
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     ConnectionFailedError,
     HealthCheckFailedError,
     InvalidInputError,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._health_response import ResponseChecks, excerpt_of
+from ansible_collections.fleet.rollout.plugins.module_utils._http import (
+    TIMEOUT_ERRORS,
+    HttpRequest,
+    HttpResponse,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._poll import poll_until
+from ansible_collections.fleet.rollout.plugins.module_utils._validate import split_host_port
 
 try:
     import jmespath
@@ -39,31 +42,7 @@ except ImportError:
     HAS_JMESPATH = False
     JMESPATH_IMPORT_ERROR = traceback.format_exc()
 
-MAX_BODY_BYTES = 1024 * 1024  # what body_regex and json_query see; a health page is small
-EXCERPT_CHARS = 200
 OBSERVATIONS_KEPT = 10  # the last few attempts are evidence enough; a long poll must not flood the result
-# socket.timeout is not TimeoutError before Python 3.10; module code also runs on 3.7 targets.
-TIMEOUT_ERRORS = (socket.timeout, TimeoutError)
-
-
-@dataclasses.dataclass(frozen=True)
-class HttpRequest:
-    url: str
-    method: str
-    headers: dict[str, str]
-    timeout: float
-    validate_certs: bool
-    ca_path: str | None
-
-
-@dataclasses.dataclass(frozen=True)
-class HttpResponse:
-    """Any answer with a status code, 5xx included; only a failure to get an answer raises."""
-
-    status: int
-    body: bytes
-
-
 # Return the response, or raise ConnectionFailedError when there is none. (A Callable rather than a
 # typing.Protocol, which is Python 3.8+: module code also runs on 3.7 targets.)
 HttpFetch = t.Callable[[HttpRequest], HttpResponse]
@@ -137,101 +116,27 @@ def tcp_connect(host: str, port: int, timeout: float) -> None:
         ) from exc
 
 
-class OpenUrlFetch:
-    """HttpFetch on ansible.module_utils.urls.open_url, which works on the managed host and the controller."""
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        try:
-            response = open_url(
-                request.url,
-                method=request.method,
-                headers=request.headers,
-                timeout=request.timeout,
-                validate_certs=request.validate_certs,
-                ca_path=request.ca_path,
-                http_agent="fleet.rollout-health_check",
-            )
-            try:
-                return HttpResponse(status=int(response.status), body=response.read(MAX_BODY_BYTES))
-            finally:
-                response.close()
-        except urllib.error.HTTPError as exc:
-            # A 4xx/5xx is an answer: its status and body are what the check compares.
-            try:
-                body = exc.read(MAX_BODY_BYTES)
-            except (OSError, http.client.HTTPException):
-                body = b""
-            return HttpResponse(status=exc.code, body=body)
-        except urllib.error.URLError as exc:
-            raise ConnectionFailedError(
-                f"{request.url}: {exc.reason}",
-                url=request.url,
-                timed_out=isinstance(exc.reason, TIMEOUT_ERRORS),
-            ) from exc
-        except (OSError, http.client.HTTPException, UrlConnectionError) as exc:
-            raise ConnectionFailedError(
-                f"{request.url}: {exc}", url=request.url, timed_out=isinstance(exc, TIMEOUT_ERRORS)
-            ) from exc
-
-
 def parse_tcp_target(value: str) -> tuple[str, int]:
     """``host:port`` or ``[v6-address]:port``."""
-    host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    host_port = split_host_port(value)
+    if host_port is None:
         raise InvalidInputError(
             f"tcp must be host:port with a port from 1 to 65535, got {value!r}", tcp=value
         )
-    return host, int(port)
+    return host_port
 
 
-def excerpt_of(body: bytes) -> str:
-    """The start of a body as one line of text, short enough for a failure message."""
-    text = " ".join(body[: EXCERPT_CHARS * 4].decode("utf-8", "replace").split())
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
+@dataclasses.dataclass
+class _ProbeRun:
+    """What one health check has seen so far."""
 
-
-def same_json_value(got: t.Any, want: t.Any) -> bool:
-    # Python says True == 1; a health check that expects true must not pass on 1.
-    if isinstance(got, bool) or isinstance(want, bool):
-        return isinstance(got, bool) and isinstance(want, bool) and got is want
-    return bool(got == want)
-
-
-class ResponseChecks:
-    """The compiled expectations for an HTTP answer: status, body_regex, json_query/json_expect."""
-
-    def __init__(
-        self,
-        status: tuple[int, ...],
-        body_regex: re.Pattern[str] | None,
-        json_query: t.Any,
-        json_expect: t.Any,
-    ) -> None:
-        self.status = status
-        self.body_regex = body_regex
-        self.json_query = json_query
-        self.json_expect = json_expect
-
-    def mismatch(self, response: HttpResponse) -> str | None:
-        """Why this response is not healthy, or None when it is."""
-        if response.status not in self.status:
-            return f"status {response.status} is not one of {list(self.status)}"
-        text = response.body.decode("utf-8", "replace")
-        if self.body_regex is not None and not self.body_regex.search(text):
-            return f"body does not match {self.body_regex.pattern!r}"
-        if self.json_query is not None:
-            try:
-                document = json.loads(text)
-            except ValueError as exc:
-                return f"body is not JSON ({exc})"
-            got = self.json_query.search(document)
-            if not same_json_value(got, self.json_expect):
-                return (
-                    f"json_query {self.json_query.expression!r} gave {got!r}, expected {self.json_expect!r}"
-                )
-        return None
+    start: float
+    attempts: int = 0
+    streak: int = 0  # healthy attempts in a row
+    streak_began: float = 0.0
+    answered: bool = False  # the target gave any answer (an HTTP status, a TCP connection) in this check
+    failures: int = 0  # definitive failures in a row
+    seen: deque[Observation] = dataclasses.field(default_factory=lambda: deque(maxlen=OBSERVATIONS_KEPT))
 
 
 class HealthProbe:
@@ -261,47 +166,42 @@ class HealthProbe:
         definitive failures in a row (raise HealthCheckFailedError, ``failed_fast`` saying which)."""
         observe = self._observer()
         spec = self.spec
-        start = self.clock()
-        end = start + spec.deadline
-        seen: deque[Observation] = deque(maxlen=OBSERVATIONS_KEPT)
-        streak = 0
-        streak_began = start
-        answered = False  # the target gave any answer (an HTTP status, a TCP connection) in this check
-        failures = 0  # definitive failures in a row
-        attempt = 0
-        while True:
-            attempt += 1
+        run = _ProbeRun(start=self.clock())
+        end = run.start + spec.deadline
+
+        def attempt() -> bool:
+            run.attempts += 1
             began = self.clock()
-            if began >= end:  # a sleep that overslept the deadline (a loaded machine): no attempt after it
-                raise self._failure(attempt - 1, began - start, streak, list(seen))
-            observation = observe(attempt, began - start, min(spec.timeout, end - began))
-            answered = answered or observation.healthy or observation.status is not None
-            if self.definitive(observation, answered):
+            observation = observe(run.attempts, began - run.start, min(spec.timeout, end - began))
+            run.answered = run.answered or observation.healthy or observation.status is not None
+            if self.definitive(observation, run.answered):
                 observation = dataclasses.replace(observation, definitive=True)
-                failures += 1
+                run.failures += 1
             else:
-                failures = 0
-            seen.append(observation)
+                run.failures = 0
+            run.seen.append(observation)
             now = self.clock()
-            if spec.failure_threshold and failures >= spec.failure_threshold:
-                raise self._failed_fast(attempt, now - start, failures, answered, list(seen))
-            if observation.healthy:
-                streak_began = began if streak == 0 else streak_began
-                streak += 1
-                if streak >= spec.successes and now - streak_began >= spec.stable_for:
-                    return {
-                        "attempts": attempt,
-                        "seconds_to_healthy": round(now - start, 3),
-                        "status": observation.status,
-                        "excerpt": observation.excerpt,
-                        "observations": [o.to_dict() for o in seen],
-                    }
-            else:
-                streak = 0
-            # An attempt only starts before the deadline; sleeping past it would prove nothing.
-            if now + spec.interval >= end:
-                raise self._failure(attempt, now - start, streak, list(seen))
-            self.sleep(spec.interval)
+            if spec.failure_threshold and run.failures >= spec.failure_threshold:
+                raise self._failed_fast(
+                    run.attempts, now - run.start, run.failures, run.answered, list(run.seen)
+                )
+            if not observation.healthy:
+                run.streak = 0
+                return False
+            run.streak_began = began if run.streak == 0 else run.streak_began
+            run.streak += 1
+            return run.streak >= spec.successes and now - run.streak_began >= spec.stable_for
+
+        if not poll_until(attempt, end, spec.interval, self.clock, self.sleep, within_deadline=True):
+            raise self._failure(run.attempts, self.clock() - run.start, run.streak, list(run.seen))
+        last = run.seen[-1]
+        return {
+            "attempts": run.attempts,
+            "seconds_to_healthy": round(self.clock() - run.start, 3),
+            "status": last.status,
+            "excerpt": last.excerpt,
+            "observations": [o.to_dict() for o in run.seen],
+        }
 
     def definitive(self, observation: Observation, answered: bool) -> bool:
         """Whether a failed attempt shows the target broken, rather than not ready yet.
@@ -500,46 +400,3 @@ class HealthProbe:
             failed_fast=failed_fast,
             observations=[o.to_dict() for o in seen],
         )
-
-
-# The module's interface, here so that the controller-side action plugin validates and runs the same.
-ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
-    url=dict(type="str"),
-    tcp=dict(type="str"),
-    method=dict(type="str", default="GET"),
-    headers=dict(type="dict"),
-    status=dict(type="list", elements="int", default=[200]),
-    body_regex=dict(type="str"),
-    json_query=dict(type="str"),
-    json_expect=dict(type="raw"),
-    validate_certs=dict(type="bool", default=True),
-    ca_path=dict(type="path"),
-    successes=dict(type="int", default=1),
-    stable_for=dict(type="float", default=0),
-    interval=dict(type="float", default=0.5),
-    timeout=dict(type="float", default=5),
-    deadline=dict(type="float", default=60),
-    failure_threshold=dict(type="int", default=3),
-    warming_status=dict(type="list", elements="int", default=[503]),
-    startup_grace=dict(type="float", default=10),
-)
-SPEC_CONSTRAINTS: dict[str, t.Any] = dict(
-    mutually_exclusive=[("url", "tcp")],
-    required_one_of=[("url", "tcp")],
-    required_together=[("json_query", "json_expect")],
-)
-
-
-def check_health(params: dict[str, t.Any], check_mode: bool = False, diff: bool = False) -> dict[str, t.Any]:
-    """Run the probe the validated params describe; a health check never changes anything."""
-    spec = HealthCheckSpec(
-        **{
-            name: params[name]
-            for name in ARGUMENT_SPEC
-            if name not in ("headers", "status", "warming_status")
-        },
-        headers={str(k): str(v) for k, v in (params["headers"] or {}).items()},
-        status=tuple(params["status"]),
-        warming_status=tuple(params["warming_status"]),
-    )
-    return dict(changed=False, **HealthProbe(spec, fetch=OpenUrlFetch()).run())

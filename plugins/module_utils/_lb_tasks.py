@@ -7,14 +7,16 @@ whether it runs on the target or inside the controller.
 
 from __future__ import annotations
 
+import dataclasses
 import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._balancer import (
     BalancerMember,
-    MemberReport,
-    MemberRequest,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import RuntimeApiClient
+from ansible_collections.fleet.rollout.plugins.module_utils._member import MemberRequest
+from ansible_collections.fleet.rollout.plugins.module_utils._member_report import MemberReport
+from ansible_collections.fleet.rollout.plugins.module_utils._task_interface import TaskInterface
 
 MEMBER_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "socket": {"type": "list", "elements": "str", "required": True},
@@ -48,19 +50,10 @@ def clients(params: dict[str, t.Any]) -> list[RuntimeApiClient]:
 
 def apply_member(params: dict[str, t.Any], check_mode: bool, diff: bool) -> dict[str, t.Any]:
     """lb_member: bring one server to the requested state on every balancer and confirm it."""
+    # every option but backends (a list to the module, a tuple to the request) has its field
+    fields = [name.name for name in dataclasses.fields(MemberRequest) if name.name != "backends"]
     request = MemberRequest(
-        server=params["server"],
-        state=params["state"],
-        backends=tuple(params["backends"] or ()),
-        weight=params["weight"],
-        drain_timeout=params["drain_timeout"],
-        drain_to=params["drain_to"],
-        shutdown_sessions=params["shutdown_sessions"],
-        up_timeout=params["up_timeout"],
-        check_before_traffic=params["check_before_traffic"],
-        min_healthy=params["min_healthy"],
-        capacity_timeout=params["capacity_timeout"],
-        poll_interval=params["poll_interval"],
+        backends=tuple(params["backends"] or ()), **{name: params[name] for name in fields}
     )
     result = BalancerMember(clients(params), request, check_mode=check_mode).apply()
     if not diff:
@@ -74,3 +67,9 @@ def report_members(
     """lb_member_info: every server of every (or the given) backend, as each balancer sees it."""
     servers = MemberReport(clients(params), params["backends"] or (), params["servers"] or ()).collect()
     return {"changed": False, "servers": servers}
+
+
+MEMBER_TASK = TaskInterface(
+    "fleet.rollout.lb_member", MEMBER_ARGUMENT_SPEC, apply_member, MEMBER_SPEC_CONSTRAINTS
+)
+INFO_TASK = TaskInterface("fleet.rollout.lb_member_info", INFO_ARGUMENT_SPEC, report_members)

@@ -30,16 +30,11 @@ Nothing here touches AnsibleModule; the clock is injected so that tests can move
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime
 import errno
 import fcntl
-import getpass
-import json
 import os
 import re
 import secrets
-import socket
 import time
 import typing as t
 
@@ -49,13 +44,19 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     TimeoutExpiredError,
     os_errors,
 )
-from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_file_name
+from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import fsync_dir, parse_time
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import LockRecord, Seen
+from ansible_collections.fleet.rollout.plugins.module_utils._poll import poll_until
+from ansible_collections.fleet.rollout.plugins.module_utils._validate import (
+    first_control_character,
+    validate_file_name,
+)
 
-RECORD_FORMAT = 1
 NAME_MAX_LENGTH = 100
 RUN_ID_MAX_LENGTH = 200
 DEFAULT_DIRECTORY = "~/.ansible/fleet-rollout-locks"
 DEFAULT_TTL = 3600
+GUARD_POLL_INTERVAL = 0.01
 GUARD_TIMEOUT = 30.0  # seconds to wait for another process's read-judge-act step (milliseconds in practice)
 ATTEMPTS = 5  # rounds of read-judge-act when a lock changes under us (only possible without flock)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -78,27 +79,12 @@ def validate_name(name: t.Any) -> str:
 def validate_run_id(run_id: t.Any) -> str:
     if not isinstance(run_id, str) or not run_id.strip():
         raise InvalidInputError(f"run_id must be a non-empty string, got {run_id!r}", run_id=run_id)
-    if any(ord(char) < 32 or ord(char) == 127 for char in run_id) or len(run_id) > RUN_ID_MAX_LENGTH:
+    if first_control_character(run_id) is not None or len(run_id) > RUN_ID_MAX_LENGTH:
         raise InvalidInputError(
             f"run_id {run_id!r} must be at most {RUN_ID_MAX_LENGTH} characters without control characters",
             run_id=run_id,
         )
     return run_id
-
-
-def iso_time(timestamp: float) -> str:
-    # datetime.UTC is 3.11+; modules must still run on older Pythons of managed hosts.
-    return datetime.datetime.fromtimestamp(int(timestamp), datetime.timezone.utc).isoformat()
-
-
-def parse_time(value: t.Any) -> float:
-    """The epoch seconds of an ISO 8601 time with its offset; ValueError for anything else."""
-    if not isinstance(value, str):
-        raise ValueError(f"not a time: {value!r}")
-    parsed = datetime.datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"time without a UTC offset: {value!r}")
-    return parsed.timestamp()
 
 
 def human_duration(seconds: float) -> str:
@@ -108,100 +94,6 @@ def human_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h {minutes:02d}m"
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError, ImportError):  # no login name and no passwd entry, e.g. in a container
-        return str(os.getuid())
-
-
-@dataclasses.dataclass(frozen=True)
-class LockRecord:
-    """Who holds a lock, since when and until when; what ``<name>.lock`` holds."""
-
-    name: str
-    run_id: str
-    user: str
-    host: str
-    pid: int
-    acquired_at: str
-    expires_at: str
-    ttl: int
-    # Random per acquisition: two records never have the same bytes, so a rename that moved a newer
-    # lock than the one judged is always noticed.
-    token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
-
-    @classmethod
-    def new(cls, name: str, run_id: str, ttl: int, now: float) -> LockRecord:
-        return cls(
-            name=name,
-            run_id=run_id,
-            user=current_user(),
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            acquired_at=iso_time(now),
-            expires_at=iso_time(int(now) + ttl),
-            ttl=ttl,
-        )
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> LockRecord:
-        """Parse a lock file; ValueError when it is not a record this module wrote."""
-        data: t.Any = json.loads(raw.decode("utf-8"))
-        if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
-            raise ValueError(f"not a format {RECORD_FORMAT} lock record")
-        fields: dict[str, t.Any] = {field.name: data.get(field.name) for field in dataclasses.fields(cls)}
-        for key in ("name", "run_id", "user", "host", "acquired_at", "expires_at", "token"):
-            if not isinstance(fields[key], str) or not fields[key]:
-                raise ValueError(f"{key} is missing or not a string")
-        for key in ("pid", "ttl"):
-            if not isinstance(fields[key], int) or isinstance(fields[key], bool):
-                raise ValueError(f"{key} is missing or not an integer")
-        parse_time(fields["acquired_at"])
-        parse_time(fields["expires_at"])
-        return cls(**fields)
-
-    def to_json(self) -> bytes:
-        data = dict(dataclasses.asdict(self), format=RECORD_FORMAT)
-        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
-
-    def owner(self) -> dict[str, t.Any]:
-        """The record as returned to the playbook (the token is bookkeeping of this module only)."""
-        data = dataclasses.asdict(self)
-        del data["token"]
-        return data
-
-    def expires(self) -> float:
-        return parse_time(self.expires_at)
-
-    def is_expired(self, now: float) -> bool:
-        return now >= self.expires()
-
-    def describe(self) -> str:
-        return f"run {self.run_id} ({self.user} on {self.host}, pid {self.pid})"
-
-    def diff_text(self) -> str:
-        return "".join(f"{key}: {value}\n" for key, value in self.owner().items())
-
-
-@dataclasses.dataclass(frozen=True)
-class Seen:
-    """A lock file as read: its bytes, and the record when it is one (else why it is not)."""
-
-    raw: bytes
-    record: LockRecord | None
-    problem: str | None = None
-
-    def describe(self) -> str:
-        return self.record.describe() if self.record else f"an unreadable lock file ({self.problem})"
-
-    def holder(self) -> dict[str, t.Any]:
-        return self.record.owner() if self.record else {"unreadable": self.problem}
-
-    def diff_text(self) -> str:
-        return self.record.diff_text() if self.record else f"unreadable: {self.problem}\n"
 
 
 class LockManager:
@@ -413,24 +305,24 @@ class LockManager:
             os.close(fd)  # and with it the flock
 
     def _flock(self, fd: int, guard: str) -> None:
-        deadline = time.monotonic() + self.guard_timeout
-        while True:
+        def locked() -> bool:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutExpiredError(
-                        f"rollout lock {self.name!r}: another process held {guard} for more than "
-                        f"{self.guard_timeout:g}s",
-                        name=self.name,
-                        path=self.path,
-                    ) from None
-                time.sleep(0.01)
+                return False
             except OSError as exc:
                 if exc.errno in FLOCK_UNSUPPORTED:
-                    return  # the atomic link/rename protocol alone
+                    return True  # the atomic link/rename protocol alone
                 raise
+            return True
+
+        if not poll_until(locked, time.monotonic() + self.guard_timeout, GUARD_POLL_INTERVAL):
+            raise TimeoutExpiredError(
+                f"rollout lock {self.name!r}: another process held {guard} for more than "
+                f"{self.guard_timeout:g}s",
+                name=self.name,
+                path=self.path,
+            )
 
     def _hidden(self, kind: str) -> str:
         return os.path.join(self.directory, f".{self.name}.{secrets.token_hex(8)}.{kind}")
@@ -482,12 +374,7 @@ class LockManager:
         return self._remove(seen, "taken-over") and self._create(record)
 
     def _sync_dir(self) -> None:
-        with contextlib.suppress(OSError):  # best effort: some filesystems cannot fsync a directory
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fsync_dir(self.directory)
 
     @contextlib.contextmanager
     def _os_errors(self, doing: str) -> t.Iterator[None]:
@@ -495,27 +382,3 @@ class LockManager:
         what = f"{doing} rollout lock {self.name!r} in {self.directory}"
         with os_errors(what, name=self.name, path=self.path):
             yield
-
-
-# The module's interface, here so that the controller-side action plugin validates and runs the same.
-ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
-    name=dict(type="str", required=True),
-    state=dict(type="str", default="acquired", choices=["acquired", "released"]),
-    run_id=dict(type="str", required=True),
-    ttl=dict(type="int", default=DEFAULT_TTL),
-    force=dict(type="bool", default=False),
-    directory=dict(type="path", default=DEFAULT_DIRECTORY),
-)
-SPEC_CONSTRAINTS: dict[str, t.Any] = {}
-
-
-def run_lock(params: dict[str, t.Any], check_mode: bool = False, diff: bool = False) -> dict[str, t.Any]:
-    """Bring the lock the validated params name to their state."""
-    manager = LockManager(params["directory"], params["name"], check_mode=check_mode)
-    if params["state"] == "released":
-        result = manager.release(params["run_id"], force=params["force"])
-    else:
-        result = manager.acquire(params["run_id"], ttl=params["ttl"], force=params["force"])
-    if not diff:
-        result.pop("diff", None)
-    return result

@@ -21,42 +21,49 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
-import hashlib
-import http.client
 import json
 import os
 import secrets
-import shlex
 import shutil
-import tarfile
 import tempfile
 import time
 import typing as t
-import urllib.error
-import zlib
 
-from ansible.module_utils.urls import ConnectionError as UrlConnectionError
-from ansible.module_utils.urls import open_url
+from ansible_collections.fleet.rollout.plugins.module_utils._artifact import (
+    ReleaseSource,
+    check_links_inside,
+    copy_tree_into,
+    extract_tar,
+    verify_checksum,
+)
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
-    CommandFailedError,
     ConflictError,
-    ConnectionFailedError,
     InvalidInputError,
     NotFoundError,
     os_errors,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import (
+    fsync_dir,
+    iso_time,
+    write_json_atomically,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._release_snapshot import (
+    ReleaseSnapshot,
+    time_or_none,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._restart import (
+    Restart,
+    RunCommand,
+    restart_after_switch,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_file_name
 
 STATE_FILE = ".release-state.json"
 BAD_SUFFIX = ".bad"  # releases/<version>.bad, beside the release directory: the version is marked bad
 STATE_FORMAT = 1
-HISTORY_KEPT = 50  # switches remembered; "previous" only ever needs the last few
-CHECKSUM_ALGORITHMS = ("sha256", "sha512")
 VERSION_MAX_LENGTH = 128
 
 Download = t.Callable[[str, t.BinaryIO], None]  # write the body at a URL into a file, or raise
-RunCommand = t.Callable[[t.List[str]], t.Tuple[int, str, str]]  # argv, no shell -> rc, stdout, stderr
 
 
 def validate_version(version: t.Any) -> str:
@@ -72,282 +79,17 @@ def validate_version(version: t.Any) -> str:
     )
 
 
-def parse_checksum(checksum: str) -> tuple[str, str]:
-    """``sha256:<hex>`` (or sha512) into (algorithm, lower-case hex digest)."""
-    algorithm, _sep, digest = checksum.partition(":")
-    algorithm = algorithm.lower()
-    digest = digest.strip().lower()
-    size = hashlib.new(algorithm).digest_size * 2 if algorithm in CHECKSUM_ALGORITHMS else 0
-    if not size or len(digest) != size or any(c not in "0123456789abcdef" for c in digest):
-        raise InvalidInputError(
-            f"checksum must be sha256:<64 hex digits> or sha512:<128 hex digits>, got {checksum!r}",
-            checksum=checksum,
-        )
-    return algorithm, digest
+@dataclasses.dataclass
+class _DeployPlan:
+    after: ReleaseSnapshot
+    install: bool
+    switch: bool = False
+    removed: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
-
-def file_checksum(path: str, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def iso_time(timestamp: float) -> str:
-    # datetime.UTC is 3.11+; modules must still run on older Pythons of managed hosts.
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
-
-
-def parse_time(value: t.Any) -> float | None:
-    try:
-        return datetime.datetime.fromisoformat(value).timestamp() if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
-def is_inside(path: str, root: str) -> bool:
-    """Whether the real ``path`` is ``root`` or below it (both already resolved with realpath)."""
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-class OpenUrlDownload:
-    """Download on ansible.module_utils.urls.open_url, which works on the managed host and the controller."""
-
-    def __init__(self, validate_certs: bool = True, timeout: float = 30) -> None:
-        self.validate_certs = validate_certs
-        self.timeout = timeout
-
-    def __call__(self, url: str, out: t.BinaryIO) -> None:
-        try:
-            response = open_url(url, validate_certs=self.validate_certs, timeout=self.timeout)
-            try:
-                shutil.copyfileobj(response, out)
-            finally:
-                response.close()
-        except urllib.error.HTTPError as exc:
-            raise ConnectionFailedError(
-                f"download of {url} failed: HTTP {exc.code} {exc.reason}", url=url
-            ) from exc
-        except urllib.error.URLError as exc:
-            raise ConnectionFailedError(f"download of {url} failed: {exc.reason}", url=url) from exc
-        except (OSError, http.client.HTTPException, UrlConnectionError) as exc:
-            raise ConnectionFailedError(f"download of {url} failed: {exc}", url=url) from exc
-
-
-@dataclasses.dataclass(frozen=True)
-class Restart:
-    """The command that restarts the service once ``current`` moved (``always``: even when it did not)."""
-
-    argv: tuple[str, ...]
-    always: bool = False
-
-    @classmethod
-    def parse(cls, command: t.Any, always: bool = False) -> Restart | None:
-        """A command line (split like a shell would, but run without one) or an argv list; None for none."""
-        if command is None:
-            return None
-        if isinstance(command, str):
-            try:
-                argv = shlex.split(command)
-            except ValueError as exc:
-                raise InvalidInputError(f"restart_command {command!r} cannot be split: {exc}") from exc
-        elif isinstance(command, list) and all(isinstance(arg, str) for arg in command):
-            argv = list(command)
-        else:
-            raise InvalidInputError(f"restart_command must be a string or a list of strings, got {command!r}")
-        if not argv or not argv[0]:
-            raise InvalidInputError(f"restart_command must name a program, got {command!r}")
-        return cls(tuple(argv), always)
-
-
-@dataclasses.dataclass(frozen=True)
-class ReleaseSource:
-    """Where a release comes from: ``src`` (a tar archive or a directory on this host) or ``url``."""
-
-    src: str | None = None
-    url: str | None = None
-    checksum: str | None = None
-
-    def describe(self) -> str:
-        return self.url or self.src or ""
-
-    def validate(self) -> None:
-        if (self.src is None) == (self.url is None):
-            raise InvalidInputError("exactly one of src and url is required to install a release")
-        if self.url is not None and self.checksum is None:
-            raise InvalidInputError("url needs checksum, verified before unpacking", url=self.url)
-        if self.checksum is not None:
-            parse_checksum(self.checksum)
-
-
-# ---- safe unpacking ----
-
-
-def check_member(member: tarfile.TarInfo, dest: str) -> None:
-    """Refuse a tar member that would land, or point, outside ``dest`` (realpath'ed)."""
-    name = member.name
-
-    def refuse(why: str) -> InvalidInputError:
-        return InvalidInputError(f"refusing archive member {name!r}: {why}", member=name)
-
-    if os.path.isabs(name):
-        raise refuse("absolute path")
-    if ".." in name.split("/"):
-        raise refuse("'..' in its path")
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise refuse("device, fifo or other special file")
-    target = os.path.join(dest, name)
-    # realpath sees links unpacked by earlier members: a path through one of them must stay inside too.
-    if not is_inside(os.path.realpath(os.path.dirname(target)), dest) or (
-        not member.issym() and not is_inside(os.path.realpath(target), dest)
-    ):
-        raise refuse("its path leads outside the release directory through a symlink")
-    if member.issym() or member.islnk():
-        link = member.linkname
-        if os.path.isabs(link):
-            raise refuse(f"link to the absolute path {link!r}")
-        base = os.path.dirname(target) if member.issym() else dest  # hard links name archive paths
-        if not is_inside(os.path.realpath(os.path.join(base, link)), dest):
-            raise refuse(f"link to {link!r} escapes the release directory")
-
-
-def check_links_inside(dest: str) -> None:
-    """After unpacking or copying: every symlink must still resolve inside ``dest``.
-
-    A link checked when it was made can be redirected by a link made later in its path.
-    """
-    for folder, dirs, files in os.walk(dest):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            if os.path.islink(path) and not is_inside(os.path.realpath(path), dest):
-                relative = os.path.relpath(path, dest)
-                raise InvalidInputError(
-                    f"refusing {relative!r}: symlink to {os.readlink(path)!r} escapes the release directory",
-                    member=relative,
-                )
-
-
-def copy_tree_into(src: str, dest: str) -> None:
-    """Copy the directory ``src`` into the existing empty directory ``dest``, symlinks as symlinks.
-
-    What ``shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)`` does, which is Python 3.8+:
-    module code also runs on 3.7 targets.
-    """
-    for name in os.listdir(src):
-        source, target = os.path.join(src, name), os.path.join(dest, name)
-        if os.path.isdir(source) and not os.path.islink(source):
-            shutil.copytree(source, target, symlinks=True)
-        else:
-            shutil.copy2(source, target, follow_symlinks=False)
-    shutil.copystat(src, dest)
-
-
-def extract_tar(archive: str, dest: str) -> None:
-    """Unpack a (compressed) tar into the existing empty directory ``dest``, member by member, checked."""
-    dest = os.path.realpath(dest)
-    # Where Python has extraction filters, "data" is a second line of defence behind check_member.
-    filter_arg: dict[str, t.Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-    directories = []
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                check_member(member, dest)
-                # Files belong to whoever deploys, and never carry setuid/setgid or group/other write.
-                member.mode &= ~0o7022
-                member.uid, member.gid = os.geteuid(), os.getegid()
-                member.uname = member.gname = ""
-                # A read-only directory gets its mode last, or the files inside it could not be written.
-                tar.extract(member, dest, set_attrs=not member.isdir(), **filter_arg)
-                if member.isdir():
-                    directories.append(member)
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
-        raise InvalidInputError(f"{archive} is not a readable tar archive: {exc}", src=archive) from exc
-    for member in sorted(directories, key=lambda m: m.name, reverse=True):
-        path = os.path.join(dest, member.name)
-        os.chmod(path, member.mode)
-        os.utime(path, (member.mtime, member.mtime))
-    check_links_inside(dest)
-
-
-class ReleaseSnapshot:
-    """What is installed and current, plus the state file's memory; changed in memory to predict."""
-
-    def __init__(
-        self,
-        current: str | None,
-        releases: dict[str, dict[str, t.Any]],
-        history: list[dict[str, t.Any]],
-        bad: dict[str, dict[str, t.Any]],
-    ) -> None:
-        self.current = current
-        self.releases = releases  # version -> {"installed_at": epoch, "source": ..., "checksum": ...}
-        self.history = history  # switches, oldest first: {"version", "at", "action", "from"}
-        self.bad = bad  # version -> {"marked_at": iso, "reason": str}
-
-    def copy(self) -> ReleaseSnapshot:
-        return ReleaseSnapshot(
-            self.current,
-            {version: dict(info) for version, info in self.releases.items()},
-            [dict(entry) for entry in self.history],
-            {version: dict(mark) for version, mark in self.bad.items()},
-        )
-
-    def previous(self) -> str | None:
-        """The release current before the current one became current, skipping removed and bad ones."""
-        # The currents over time: what each switch replaced (also a release put there by hand or by
-        # another tool, which the history never saw become current), then what it switched to.
-        versions: list[t.Any] = []
-        for entry in self.history:
-            came_from = entry.get("from")
-            if came_from is not None and (not versions or versions[-1] != came_from):
-                versions.append(came_from)
-            versions.append(entry.get("version"))
-        if self.current in versions:
-            versions = versions[: len(versions) - 1 - versions[::-1].index(self.current)]
-        for version in reversed(versions):
-            if version != self.current and version in self.releases and version not in self.bad:
-                return str(version)
-        return None
-
-    def switch(self, version: str, action: str, now: float) -> None:
-        self.history.append({"version": version, "at": iso_time(now), "action": action, "from": self.current})
-        del self.history[:-HISTORY_KEPT]
-        self.current = version
-
-    def surplus(self, keep: int) -> list[str]:
-        """Releases beyond the newest ``keep``, never the current or previous one."""
-        protected = {self.current, self.previous()}
-        return [version for version in self.oldest_first()[::-1][keep:] if version not in protected]
-
-    def oldest_first(self) -> list[str]:
-        return sorted(self.releases, key=lambda v: (self.releases[v]["installed_at"], v))
-
-    def to_result(self, root: str) -> dict[str, t.Any]:
-        previous = self.previous()
-        releases = []
-        for version in self.oldest_first():
-            info = self.releases[version]
-            releases.append(
-                {
-                    "version": version,
-                    "path": os.path.join(root, "releases", version),
-                    "installed_at": iso_time(info["installed_at"]),
-                    "source": info.get("source"),
-                    "checksum": info.get("checksum"),
-                    "current": version == self.current,
-                    "previous": version == previous,
-                    "bad": version in self.bad,
-                }
-            )
-        return {"current": self.current, "previous": previous, "releases": releases, "marked_bad": self.bad}
-
-    def to_diff_text(self) -> str:
-        lines = [f"current: {self.current}", f"previous: {self.previous()}", "releases:"]
-        for version in self.oldest_first():
-            lines.append(f"  - {version}{' (marked bad)' if version in self.bad else ''}")
-        lines.extend(f"marked bad: {version}" for version in sorted(set(self.bad) - set(self.releases)))
-        return "\n".join(lines) + "\n"
+    @property
+    def changed(self) -> bool:
+        return self.install or self.switch or bool(self.removed)
 
 
 class ReleaseManager:
@@ -392,42 +134,48 @@ class ReleaseManager:
         with self._os_errors(f"deploying release {version}"):
             before = self._snapshot()
             self._refuse_bad(before, version, force)
-            after = before.copy()
-            warnings = []
-            install = version not in before.releases
-            if install and source.src is not None and not os.path.exists(source.src):
-                # In check mode the task that puts src there may not have run for real either.
-                if not self.check_mode:
-                    raise NotFoundError(f"src {source.src} does not exist", src=source.src, version=version)
-                warnings.append(f"src {source.src} does not exist (yet); a real run needs it")
-            if install:
-                after.releases[version] = {
-                    "installed_at": self.now(),
-                    "source": source.describe(),
-                    "checksum": source.checksum,
-                }
-            switch = make_current and before.current != version
-            if switch:
-                after.switch(version, "deploy", self.now())
-            removed = after.surplus(keep)
-            for old in removed:
-                del after.releases[old]
-            changed = install or switch or bool(removed)
-            if changed and not self.check_mode:
+            plan = self._plan_deploy(before, version, source, keep, make_current)
+            after = plan.after
+            if plan.changed and not self.check_mode:
                 self._make_dirs()
-                if install:
+                if plan.install:
                     self._install(version, source, after.releases[version]["installed_at"])
-                if switch:
+                if plan.switch:
                     self._switch_current(version)
                 self._save_state(after)
-                for old in removed:
+                for old in plan.removed:
                     self._remove_dir(old)
                 after = self._snapshot()
-            result = self._result(before, after, changed, removed=removed)
-        result["installed"] = version if install else None
-        result["warnings"] = warnings
-        self._restart(restart if make_current else None, switch, result)
+            result = self._result(before, after, plan.changed, removed=plan.removed)
+        result["installed"] = version if plan.install else None
+        result["warnings"] = plan.warnings
+        restart = restart if make_current else None  # staging never restarts
+        restart_after_switch(restart, plan.switch, result, self.check_mode, self.run_command)
         return result
+
+    def _plan_deploy(
+        self, before: ReleaseSnapshot, version: str, source: ReleaseSource, keep: int, make_current: bool
+    ) -> _DeployPlan:
+        """What a deploy changes, predicted on a copy of ``before``."""
+        plan = _DeployPlan(after=before.copy(), install=version not in before.releases)
+        if plan.install and source.src is not None and not os.path.exists(source.src):
+            # In check mode the task that puts src there may not have run for real either.
+            if not self.check_mode:
+                raise NotFoundError(f"src {source.src} does not exist", src=source.src, version=version)
+            plan.warnings.append(f"src {source.src} does not exist (yet); a real run needs it")
+        if plan.install:
+            plan.after.releases[version] = {
+                "installed_at": self.now(),
+                "source": source.describe(),
+                "checksum": source.checksum,
+            }
+        plan.switch = make_current and before.current != version
+        if plan.switch:
+            plan.after.switch(version, "deploy", self.now())
+        plan.removed = plan.after.surplus(keep)
+        for old in plan.removed:
+            del plan.after.releases[old]
+        return plan
 
     def rollback(
         self, version: str | None = None, force: bool = False, restart: Restart | None = None
@@ -454,7 +202,7 @@ class ReleaseManager:
                     self._save_state(after)
                     after = self._snapshot()
             result = self._result(before, after, changed)
-        self._restart(restart, changed, result)
+        restart_after_switch(restart, changed, result, self.check_mode, self.run_command)
         return result
 
     def remove(self, version: str) -> dict[str, t.Any]:
@@ -486,32 +234,11 @@ class ReleaseManager:
                 after.bad[version] = {"marked_at": iso_time(self.now()), "reason": reason or ""}
                 if not self.check_mode:
                     self._make_dirs()
-                    self._write_atomically(
+                    write_json_atomically(
                         os.path.join(self._releases_dir(), version + BAD_SUFFIX), after.bad[version]
                     )
                     after = self._snapshot()
             return self._result(before, after, changed)
-
-    def _restart(self, restart: Restart | None, switched: bool, result: dict[str, t.Any]) -> None:
-        """Run the restart command once ``current`` is in place; its failure fails the task, current stays."""
-        result["restarted"] = False
-        if restart is None or not (switched or restart.always):
-            return
-        result["restarted"] = result["changed"] = True
-        if self.check_mode:
-            return
-        if self.run_command is None:
-            raise InvalidInputError("a restart command was given but nothing can run it here")
-        rc, out, err = self.run_command(list(restart.argv))
-        result["restart"] = {"cmd": list(restart.argv), "rc": rc, "stdout": out, "stderr": err}
-        if rc != 0:
-            raise CommandFailedError(
-                f"the restart command {' '.join(restart.argv)!r} exited {rc} with {result['current']} "
-                f"current: {(err or out).strip()[-300:]}",
-                changed=True,  # current moved (or was restarted): a rescue must know to switch back
-                current=result["current"],
-                **result["restart"],
-            )
 
     # ---- reading ----
 
@@ -536,7 +263,7 @@ class ReleaseManager:
                 if not entry.is_dir(follow_symlinks=False):
                     continue
                 info = known.get(entry.name) if isinstance(known.get(entry.name), dict) else {}
-                installed_at = parse_time(info.get("installed_at"))
+                installed_at = time_or_none(info.get("installed_at"))
                 releases[entry.name] = {
                     "installed_at": installed_at if installed_at is not None else entry.stat().st_mtime,
                     "source": info.get("source"),
@@ -637,7 +364,7 @@ class ReleaseManager:
                 copy_tree_into(source.src, staging)
                 check_links_inside(os.path.realpath(staging))
             elif source.src is not None and os.path.isfile(source.src):
-                self._verify(source.src, source.checksum, source.src)
+                verify_checksum(source.src, source.checksum, source.src)
                 extract_tar(source.src, staging)
             else:
                 raise NotFoundError(f"src {source.src} is neither a file nor a directory", src=source.src)
@@ -655,23 +382,10 @@ class ReleaseManager:
         try:
             with os.fdopen(fd, "wb") as handle:
                 self.download(url, handle)
-            self._verify(artifact, source.checksum, url)
+            verify_checksum(artifact, source.checksum, url)
             extract_tar(artifact, staging)
         finally:
             os.unlink(artifact)
-
-    @staticmethod
-    def _verify(path: str, checksum: str | None, origin: str) -> None:
-        if checksum is None:
-            return
-        algorithm, expected = parse_checksum(checksum)
-        actual = file_checksum(path, algorithm)
-        if actual != expected:
-            raise InvalidInputError(
-                f"checksum mismatch for {origin}: expected {algorithm}:{expected}, got {algorithm}:{actual}",
-                checksum=checksum,
-                actual=f"{algorithm}:{actual}",
-            )
 
     def _switch_current(self, version: str) -> None:
         """A new symlink renamed over ``current``: there is never a moment without one."""
@@ -683,7 +397,7 @@ class ReleaseManager:
         except OSError:
             os.unlink(fresh)
             raise
-        self._sync_dir(self.root)
+        fsync_dir(self.root)
 
     def _save_state(self, snapshot: ReleaseSnapshot) -> None:
         state = {
@@ -694,38 +408,13 @@ class ReleaseManager:
                 for version, info in snapshot.releases.items()
             },
         }
-        self._write_atomically(self._state_path(), state)
-
-    def _write_atomically(self, path: str, document: dict[str, t.Any]) -> None:
-        """JSON into a hidden file beside ``path``, renamed over it: readers see the old or the new one."""
-        folder = os.path.dirname(path)
-        fd, fresh = tempfile.mkstemp(prefix=".write-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(document, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(fresh, 0o644)
-            os.replace(fresh, path)
-        finally:
-            if os.path.exists(fresh):
-                os.unlink(fresh)
-        self._sync_dir(folder)
+        write_json_atomically(self._state_path(), state)
 
     def _remove_dir(self, version: str) -> None:
         """Rename out of sight first, so a half-deleted release is never listed."""
         doomed = os.path.join(self._releases_dir(), f".removing-{version}-{secrets.token_hex(4)}")
         os.rename(os.path.join(self._releases_dir(), version), doomed)
         shutil.rmtree(doomed)
-
-    @staticmethod
-    def _sync_dir(path: str) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _result(
         self,

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.fleet.rollout.plugins.module_utils._release import (
-    OpenUrlDownload,
-    ReleaseManager,
-    ReleaseSource,
-    Restart,
-    RunCommand,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._artifact import ReleaseSource
+from ansible_collections.fleet.rollout.plugins.module_utils._http import OpenUrlDownload
+from ansible_collections.fleet.rollout.plugins.module_utils._release import ReleaseManager
+from ansible_collections.fleet.rollout.plugins.module_utils._restart import Restart
+from ansible_collections.fleet.rollout.plugins.module_utils._task_interface import RunCommand, TaskInterface
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "root": {"type": "path", "required": True},
@@ -80,3 +78,8 @@ def apply_release(
     if not diff:
         result.pop("diff")
     return result
+
+
+TASK = TaskInterface(
+    "fleet.rollout.release", ARGUMENT_SPEC, apply_release, SPEC_CONSTRAINTS, runs_commands=True
+)

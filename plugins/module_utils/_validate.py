@@ -17,6 +17,21 @@ HAPROXY_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 ALLOWED_CHARACTERS = "letters, digits, '-', '_', '.' and ':'"
 
 
+def first_control_character(text: str) -> str | None:
+    """The first control character in ``text`` (a newline would end a runtime-API command), or None."""
+    return next((char for char in text if ord(char) < 32 or ord(char) == 127), None)
+
+
+def split_host_port(text: str) -> tuple[str, int] | None:
+    """``host:port`` or ``[v6-address]:port`` with a port from 1 to 65535 into its parts; None otherwise."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
 def describe_character(char: str) -> str:
     """Say which character is wrong in a way that stays readable when it is invisible."""
     if char.isspace():
@@ -69,7 +84,7 @@ def validate_file_name(
     if not isinstance(value, str) or not value:
         raise InvalidInputError(f"{kind} must be a non-empty string, got {value!r}", **{field: value})
     problems = []
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if first_control_character(value) is not None:
         problems.append("control characters")
     if any(char.isspace() for char in value):
         problems.append("whitespace")

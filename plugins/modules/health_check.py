@@ -38,19 +38,9 @@ description:
     the check failed fast or at the deadline.
 requirements:
   - jmespath (on the host that runs the check, only when O(json_query) is used)
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-    details: The probe is read-only, so it runs in check mode too.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
-    support: N/A
-    details: Nothing is ever changed.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - fleet.rollout.attributes
+  - fleet.rollout.attributes.read_only
 options:
   url:
     description:
@@ -253,21 +243,17 @@ failed_fast:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.fleet.rollout.plugins.module_utils._health import (
-    ARGUMENT_SPEC,
-    HAS_JMESPATH,
-    JMESPATH_IMPORT_ERROR,
-    SPEC_CONSTRAINTS,
-    check_health,
-)
-from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
+from ansible_collections.fleet.rollout.plugins.module_utils._health import HAS_JMESPATH, JMESPATH_IMPORT_ERROR
+from ansible_collections.fleet.rollout.plugins.module_utils._health_task import TASK
+
+
+def require_jmespath(module: AnsibleModule) -> None:
+    if module.params["json_query"] is not None and not HAS_JMESPATH:
+        module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_CONSTRAINTS)
-    if module.params["json_query"] is not None and not HAS_JMESPATH:
-        module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
-    exit_module(module, lambda: check_health(module.params))
+    TASK.run_as_module(needs=require_jmespath)
 
 
 if __name__ == "__main__":

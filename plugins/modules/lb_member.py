@@ -25,27 +25,18 @@ description:
     identical run reports no change.
 author:
   - fleet.rollout developers (!UNKNOWN)
+extends_documentation_fragment:
+  - fleet.rollout.attributes
+  - fleet.rollout.haproxy
 attributes:
-  check_mode:
-    support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
     support: full
-    description:
-      Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-  platform:
-    support: full
-    platforms: posix
-    description: Target OS/families that can be operated against.
 options:
   socket:
     description:
       - HAProxy runtime API of each balancer, a unix socket path or V(tcp://host:port).
       - Several balancers are drained (or enabled) at the same time and all of them are confirmed.
       - The socket must be declared with C(level admin).
-    type: list
-    elements: str
-    required: true
   server:
     description:
       - Name of the server in the HAProxy configuration (C(server <name> ...)).
@@ -117,11 +108,6 @@ options:
       - Seconds to wait for O(min_healthy) to be met. In check mode the floor is checked once.
     type: float
     default: 60
-  timeout:
-    description:
-      - Connect and read timeout, in seconds, of each runtime API command.
-    type: float
-    default: 5
   poll_interval:
     description:
       - Seconds between two observations while waiting for a drain, a health check or capacity.
@@ -257,20 +243,11 @@ state:
   sample: drained
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import (
-    MEMBER_ARGUMENT_SPEC,
-    MEMBER_SPEC_CONSTRAINTS,
-    apply_member,
-)
-from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
+from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import MEMBER_TASK
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=MEMBER_ARGUMENT_SPEC, supports_check_mode=True, **MEMBER_SPEC_CONSTRAINTS
-    )
-    exit_module(module, lambda: apply_member(module.params, module.check_mode, module._diff))
+    MEMBER_TASK.run_as_module()
 
 
 if __name__ == "__main__":

@@ -15,27 +15,11 @@ description:
   - Used by preflight checks, tests and reports. Never changes anything; a socket at C(level user) is enough.
 author:
   - fleet.rollout developers (!UNKNOWN)
-attributes:
-  check_mode:
-    support: full
-    details: This action does not modify state.
-    description: Can run in check_mode and return changed status prediction without modifying target.
-  diff_mode:
-    support: N/A
-    details: This action does not modify state.
-    description:
-      Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-  platform:
-    support: full
-    platforms: posix
-    description: Target OS/families that can be operated against.
+extends_documentation_fragment:
+  - fleet.rollout.attributes
+  - fleet.rollout.attributes.read_only
+  - fleet.rollout.haproxy
 options:
-  socket:
-    description:
-      - HAProxy runtime API of each balancer, a unix socket path or V(tcp://host:port).
-    type: list
-    elements: str
-    required: true
   backends:
     description:
       - Report only these backends. Each must exist.
@@ -46,11 +30,6 @@ options:
       - Report only these servers. Each must be in one of the reported backends.
     type: list
     elements: str
-  timeout:
-    description:
-      - Connect and read timeout, in seconds, of each runtime API command.
-    type: float
-    default: 5
 seealso:
   - module: fleet.rollout.lb_member
 """
@@ -172,17 +151,11 @@ servers:
       sample: false
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import (
-    INFO_ARGUMENT_SPEC,
-    report_members,
-)
-from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
+from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import INFO_TASK
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=INFO_ARGUMENT_SPEC, supports_check_mode=True)
-    exit_module(module, lambda: report_members(module.params))
+    INFO_TASK.run_as_module()
 
 
 if __name__ == "__main__":

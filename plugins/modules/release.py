@@ -30,18 +30,12 @@ description:
     history, skipping releases since removed or marked bad), not a guess from modification times.
   - To deploy an archive that is on the controller, copy it to the host first with
     M(ansible.builtin.copy), which only copies when its checksum differs, and pass that path as O(src).
+extends_documentation_fragment:
+  - fleet.rollout.attributes
 attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
     details: The diff shows the current and previous release and the installed releases.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 options:
   root:
     description: The directory that holds C(releases/), C(current) and the state file. Created if missing.
@@ -238,21 +232,11 @@ removed:
   sample: ["1.3.0"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
-from ansible_collections.fleet.rollout.plugins.module_utils._release_task import (
-    ARGUMENT_SPEC,
-    SPEC_CONSTRAINTS,
-    apply_release,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._release_task import TASK
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_CONSTRAINTS)
-    exit_module(
-        module,
-        lambda: apply_release(module.params, module.check_mode, module._diff, run_command=module.run_command),
-    )
+    TASK.run_as_module()
 
 
 if __name__ == "__main__":

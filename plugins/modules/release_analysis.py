@@ -28,27 +28,11 @@ description:
   - Never changes anything; a socket at C(level user) is enough.
 author:
   - fleet.rollout developers (!UNKNOWN)
-attributes:
-  check_mode:
-    support: full
-    details: This action does not modify state; it runs in full in check mode.
-    description: Can run in check_mode and return changed status prediction without modifying target.
-  diff_mode:
-    support: N/A
-    details: This action does not modify state.
-    description:
-      Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-  platform:
-    support: full
-    platforms: posix
-    description: Target OS/families that can be operated against.
+extends_documentation_fragment:
+  - fleet.rollout.attributes
+  - fleet.rollout.attributes.read_only
+  - fleet.rollout.haproxy
 options:
-  socket:
-    description:
-      - HAProxy runtime API of each balancer, a unix socket path or V(tcp://host:port).
-    type: list
-    elements: str
-    required: true
   backends:
     description:
       - Count only the servers of these backends. Default, every backend.
@@ -162,11 +146,6 @@ options:
       - Canary responses needed before latency is judged.
     type: int
     default: 30
-  timeout:
-    description:
-      - Connect and read timeout, in seconds, of each runtime API command.
-    type: float
-    default: 5
 seealso:
   - module: fleet.rollout.lb_member_info
   - module: fleet.rollout.lb_member
@@ -259,17 +238,11 @@ servers:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fleet.rollout.plugins.module_utils._analysis_task import (
-    ANALYSIS_ARGUMENT_SPEC,
-    analyse_release,
-)
-from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
+from ansible_collections.fleet.rollout.plugins.module_utils._analysis_task import TASK
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ANALYSIS_ARGUMENT_SPEC, supports_check_mode=True)
-    exit_module(module, lambda: analyse_release(module.params, module.check_mode, module._diff))
+    TASK.run_as_module()
 
 
 if __name__ == "__main__":

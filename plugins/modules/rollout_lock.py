@@ -36,22 +36,16 @@ description:
     winner; a takeover racing with yet another acquisition is then not fully protected.
   - A rollout that is killed (for example by Ctrl-C) keeps its lock until the lock expires, then the
     next rollout takes it over. Choose O(ttl) above the longest rollout.
+extends_documentation_fragment:
+  - fleet.rollout.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
     details:
       - Reads the lock and predicts; creates neither the directory nor any file.
       - A lock held by another run fails in check mode too.
   diff_mode:
-    description:
-      Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The owner record before and after.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 options:
   name:
     description:
@@ -213,18 +207,11 @@ holder:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.fleet.rollout.plugins.module_utils._lock import (
-    ARGUMENT_SPEC,
-    SPEC_CONSTRAINTS,
-    run_lock,
-)
-from ansible_collections.fleet.rollout.plugins.module_utils._module_exit import exit_module
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_task import TASK
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_CONSTRAINTS)
-    exit_module(module, lambda: run_lock(module.params, module.check_mode, module._diff))
+    TASK.run_as_module()
 
 
 if __name__ == "__main__":

@@ -20,32 +20,27 @@ import typing as t
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
-
-Runner = t.Callable[[dict[str, t.Any], bool, bool], dict[str, t.Any]]
+from ansible_collections.fleet.rollout.plugins.module_utils._task_interface import TaskInterface
 
 
 class ControllerSideAction(ActionBase):
-    """Subclasses name the module and hand over its argument spec, constraints and runner."""
+    """Subclasses name the module's task interface; its runner runs here when the target is local."""
 
-    MODULE: t.ClassVar[str]
-    ARGUMENT_SPEC: t.ClassVar[dict[str, dict[str, t.Any]]]
-    SPEC_CONSTRAINTS: t.ClassVar[dict[str, t.Any]] = {}
+    TASK: t.ClassVar[TaskInterface]
     _supports_check_mode = True
     _supports_async = False
 
-    def runner(self) -> Runner:
-        raise NotImplementedError
-
     def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         result: dict[str, t.Any] = super().run(tmp, task_vars)
+        task = self.TASK
         if not self._same_process_would_do(task_vars or {}):
-            result.update(self._execute_module(module_name=self.MODULE, task_vars=task_vars))
+            result.update(self._execute_module(module_name=task.module, task_vars=task_vars))
             return result
         _validation, params = self.validate_argument_spec(
-            argument_spec=self.ARGUMENT_SPEC, **self.SPEC_CONSTRAINTS
+            argument_spec=task.argument_spec, **task.constraints
         )
         try:
-            result.update(self.runner()(params, bool(self._task.check_mode), bool(self._task.diff)))
+            result.update(task.run(params, bool(self._task.check_mode), bool(self._task.diff), run_locally))
         except FleetRolloutError as exc:
             result.update(failed=True, msg=exc.message, **exc.details)
         return result

@@ -14,10 +14,8 @@ the previous or the next complete journal, never a partial one.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import os
 import re
 import threading
 import time
@@ -26,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import write_json_atomically
 
 FORMAT_VERSION = 1
 
@@ -326,33 +326,11 @@ class Journal:
         return AFTER if record.touched else PREFLIGHT
 
 
-_WRITES = itertools.count()
-
-
 def write_atomic(path: Path, data: Mapping[str, Any], *, durable: bool = False) -> None:
-    """Replace ``path`` with ``data`` as JSON: written to a temporary file beside it, then renamed over
-    it, so a reader (or a process killed mid-write) sees the old or the new journal, whole. ``durable``
-    also syncs to disk (which only matters for a crash of the machine, not of the process)."""
-    text = json.dumps(data, indent=1, default=str) + "\n"
-    # a name of its own for every write: a write from a signal handler never shares a file with the
-    # write it interrupted
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{next(_WRITES)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            if durable:
-                stream.flush()
-                os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # only left when the write or the rename failed
-    if durable:
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    """Replace ``path`` with ``data`` as JSON, whole (see write_json_atomically), in the order it was
+    built. ``durable`` also syncs to disk (which only matters for a crash of the machine, not of the
+    process), so a write per task stays cheap."""
+    write_json_atomically(str(path), data, durable=durable, indent=1, sort_keys=False)
 
 
 class Timer(Protocol):

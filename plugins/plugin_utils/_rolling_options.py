@@ -12,11 +12,13 @@ rollout_window=[1,3]`` gives the text ``"[1,3]"``, read as the list it spells.
 from __future__ import annotations
 
 import math
-import re
+import typing as t
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import yaml
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible_collections.fleet.rollout.plugins.module_utils._counts import CountOrPercent
 
 WINDOW = "rollout_window"
 CANARY = "rollout_canary"
@@ -27,34 +29,22 @@ MAX_FAILURES = "rollout_max_failures"
 CANARY_WAVE = "rollout_canary_wave"
 
 DEFAULTS: Mapping[str, object] = {WINDOW: 1, CANARY: 1, CANARY_PAUSE: 0, MAX_FAILURES: 0, CANARY_WAVE: True}
-_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
-
-_COUNT_OR_PERCENT = re.compile(r"\s*(\d+)\s*(%?)\s*")
 
 
 class RolloutOptionError(ValueError):
     """A rollout option has a value the strategy cannot use; the message names the option and value."""
 
 
-@dataclass(frozen=True)
-class HostCount:
+class HostCount(CountOrPercent):
     """A number of hosts, given as a count or as a percentage of the rollout's target hosts."""
-
-    value: int
-    percent: bool
 
     def of(self, total_hosts: int, *, at_least_one: bool) -> int:
         """The count for a rollout of ``total_hosts``. Percentages round down, as ``serial`` does;
         ``at_least_one`` keeps a non-zero percentage of a small fleet from rounding to no host."""
-        if not self.percent:
-            return self.value
-        count = self.value * total_hosts // 100
-        if at_least_one and self.value > 0:
+        count = self.share_of(total_hosts)
+        if self.percent and at_least_one and self.value > 0:
             return max(count, 1)
         return count
-
-    def __str__(self) -> str:
-        return f"{self.value}%" if self.percent else str(self.value)
 
 
 @dataclass(frozen=True)
@@ -150,17 +140,10 @@ class RolloutOptions:
 def parse_host_count(name: str, raw: object, *, minimum: int) -> HostCount:
     """A whole number of hosts (at least ``minimum``) or a percentage from ``minimum``% to 100%."""
     expected = f"a whole number of hosts (at least {minimum}) or a percentage from {minimum}% to 100%"
-    if isinstance(raw, bool):  # bool is an int to Python, never a host count to a user
+    count = HostCount.read(raw)
+    if count is None or count.value < minimum or (count.percent and count.value > 100):
         raise RolloutOptionError(f"{name} must be {expected}, got {raw!r}")
-    if isinstance(raw, int):
-        value, percent = raw, False
-    elif isinstance(raw, str) and (match := _COUNT_OR_PERCENT.fullmatch(raw)):
-        value, percent = int(match.group(1)), bool(match.group(2))
-    else:
-        raise RolloutOptionError(f"{name} must be {expected}, got {raw!r}")
-    if value < minimum or (percent and value > 100):
-        raise RolloutOptionError(f"{name} must be {expected}, got {raw!r}")
-    return HostCount(value=value, percent=percent)
+    return t.cast(HostCount, count)
 
 
 def listed(name: str, raw: object) -> object:
@@ -227,12 +210,11 @@ def parse_seconds(name: str, raw: object) -> float:
 
 
 def parse_flag(name: str, raw: object) -> bool:
-    """A boolean, or its usual spellings as text (extra vars arrive as strings)."""
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
-        return raw.strip().lower() in _TRUE
-    raise RolloutOptionError(f"{name} must be true or false, got {raw!r}")
+    """A boolean, or any spelling Ansible takes for one (extra vars arrive as strings)."""
+    try:
+        return bool(boolean(raw, strict=True))
+    except TypeError:
+        raise RolloutOptionError(f"{name} must be true or false, got {raw!r}") from None
 
 
 def parse_options(values: Mapping[str, object]) -> RolloutOptions:
@@ -256,13 +238,8 @@ def parse_options(values: Mapping[str, object]) -> RolloutOptions:
 def serial_is_set(serial: Sequence[object] | None) -> bool:
     """Whether a play's (templated) ``serial`` asks for batches: anything but absent, 0 or 0%."""
     for item in serial or ():
-        if isinstance(item, int) and not isinstance(item, bool) and item == 0:
-            continue
-        if (
-            isinstance(item, str)
-            and (match := _COUNT_OR_PERCENT.fullmatch(item))
-            and int(match.group(1)) == 0
-        ):
+        count = CountOrPercent.read(item)
+        if count is not None and count.value == 0:
             continue
         return True
     return False

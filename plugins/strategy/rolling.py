@@ -42,21 +42,20 @@ description:
     there. A window wider than C(forks) is narrowed to C(forks), with a warning; a step wider than
     C(forks) runs its hosts C(forks) at a time and still waits for all of them.
   - ansible-core 2.19 and later print a deprecation warning for every strategy plugin outside
-    ansible.builtin; see the collection's docs/strategy.md.
+    ansible.builtin; see the collection's docs/strategy.md. Before the first host starts, the strategy
+    checks that this ansible-core has the private internals it reads, and otherwise fails the play
+    naming them (C(-e rollout_strategy=linear) then runs the collection's playbooks in serial batches).
 """
 
 import threading
 import time
-from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from ansible import constants as C
 from ansible.errors import AnsibleError
-from ansible.executor.play_iterator import IteratingStates
-from ansible.plugins.strategy.free import StrategyModule as FreeStrategyModule
 from ansible.template import Templar
 from ansible.utils.display import Display
+from ansible_collections.fleet.rollout.plugins.plugin_utils import _core_access as core
 from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import (
     DEFAULTS,
     RolloutLimits,
@@ -82,21 +81,6 @@ GROUP_UNTOUCHED = "rollout_untouched"
 # checking for termination and for anything that changes without a result.
 IDLE_WAIT_S = 0.25
 
-_T = TypeVar("_T")
-
-
-class _SignallingDeque(deque[_T]):
-    """ansible-core's results thread appends each worker result to ``strategy._results`` and notifies
-    no one. This deque also sets an event on every append, so the strategy can wait for a result."""
-
-    def __init__(self, items: Iterable[_T], arrived: threading.Event) -> None:
-        super().__init__(items)
-        self.arrived = arrived
-
-    def append(self, item: _T) -> None:
-        super().append(item)
-        self.arrived.set()  # after the append: a waiter woken by it finds the result
-
 
 class _Rollout:
     """Admission bookkeeping of one play. Hosts move from ``waiting`` to ``in_flight`` to done."""
@@ -115,21 +99,21 @@ class _Rollout:
         self.halt_reason = ""
 
 
-class StrategyModule(FreeStrategyModule):
+class StrategyModule(core.FreeStrategy):
     """``free`` restricted to the admitted hosts; admission happens in ``get_hosts_left``."""
 
     def __init__(self, tqm: TaskQueueManager) -> None:
         super().__init__(tqm)
         self._rollout: _Rollout | None = None
         self._result_arrived = threading.Event()
-        # no task is queued yet, so the results thread has nothing to append while the deque is swapped
-        with self._results_lock:
-            self._results: _SignallingDeque[object] = _SignallingDeque(self._results, self._result_arrived)
 
     def run(self, iterator: PlayIterator, play_context: PlayContext) -> int:
+        # before any host starts: a rename in a new ansible-core fails here, not mid-rollout
+        core.check_core_internals(self, iterator)
+        core.install_result_signal(self, self._result_arrived)  # no task is queued yet
         rollout = self._rollout = self._plan(iterator)
         result: int = super().run(iterator, play_context)
-        failed = [host.name for host in rollout.admitted if self._has_failed(iterator, host)]
+        failed = [host.name for host in rollout.admitted if core.failed_or_unreachable(self, iterator, host)]
         ok = [host.name for host in rollout.admitted if host.name not in failed]
         untouched = rollout.not_started + [host.name for host in rollout.waiting]
         self._publish_groups({GROUP_OK: ok, GROUP_FAILED: failed, GROUP_UNTOUCHED: untouched})
@@ -138,7 +122,7 @@ class StrategyModule(FreeStrategyModule):
             # PlaybookExecutor stops the whole playbook when every host of a play failed. An ended
             # play skips that check, so the later plays (revert, finish) still run; the failed hosts
             # stay failed in them, which keeps ansible-playbook's exit code non-zero.
-            iterator.end_play = True
+            core.end_play(iterator)
         return result
 
     def get_hosts_left(self, iterator: PlayIterator) -> list[Host]:
@@ -151,7 +135,7 @@ class StrategyModule(FreeStrategyModule):
             if not self._admit_next(rollout, iterator):
                 return list(rollout.admitted)
 
-    def _process_pending_results(
+    def collect_results(
         self, iterator: PlayIterator, one_pass: bool = False, max_passes: int | None = None
     ) -> list[object]:
         """Called by free once per pass, after it queued what it could. free then sleeps 1 ms and
@@ -159,23 +143,23 @@ class StrategyModule(FreeStrategyModule):
         paths, while the hosts' own work needs the CPU). When every host in flight is running a task,
         no pass can queue anything before a result arrives: wait for one here instead."""
         self._result_arrived.clear()  # before looking: a result appended from now on sets it again
-        results: list[object] = super()._process_pending_results(iterator, one_pass, max_passes)
+        results: list[object] = super().collect_results(iterator, one_pass, max_passes)
         if results or not self._only_waiting():
             return results
         self._result_arrived.wait(IDLE_WAIT_S)
-        results = super()._process_pending_results(iterator, one_pass, max_passes)
+        results = super().collect_results(iterator, one_pass, max_passes)
         return results
 
     def _only_waiting(self) -> bool:
         """Whether a task is pending and every host in flight is running one. A host in flight that is
         not (held back by ``throttle``, say) keeps free's own polling."""
         rollout = self._rollout
-        if rollout is None or self._pending_results == 0:
+        if rollout is None or core.pending_results(self) == 0:
             return False
-        return all(self._blocked_hosts.get(host.name, False) for host in rollout.in_flight)
+        return all(core.is_blocked(self, host.name) for host in rollout.in_flight)
 
     def _plan(self, iterator: PlayIterator) -> _Rollout:
-        play = iterator._play
+        play = core.play_of(iterator)
         if serial_is_set(play.serial):
             raise AnsibleError(
                 "fleet.rollout.rolling: remove `serial` from the play; the strategy sees all hosts at once "
@@ -184,12 +168,12 @@ class StrategyModule(FreeStrategyModule):
         options = self._options(play)
         targets, skipped = [], []
         for host in self._inventory.get_hosts(play.hosts, order=play.order):
-            if host.name in self._tqm._unreachable_hosts or iterator.is_failed(host):
+            if core.is_unreachable(self, host.name) or iterator.is_failed(host):
                 skipped.append(host.name)
             else:
                 targets.append(host)
         limits = options.resolve(len(targets))
-        workers = max(1, len(self._workers))
+        workers = max(1, core.worker_count(self))
         if not limits.steps and limits.window > workers:
             display.warning(
                 f"fleet.rollout.rolling: rollout_window {limits.window} is wider than forks ({workers}); "
@@ -217,22 +201,16 @@ class StrategyModule(FreeStrategyModule):
         except RolloutOptionError as error:
             raise AnsibleError(f"fleet.rollout.rolling: {error}") from error
 
-    def _has_failed(self, iterator: PlayIterator, host: Host) -> bool:
-        name = host.name
-        tqm = self._tqm
-        return name in tqm._unreachable_hosts or name in tqm._failed_hosts or iterator.is_failed(host)
-
     def _retire_finished(self, rollout: _Rollout, iterator: PlayIterator) -> None:
         """A host is done when it is not running a task and the iterator has none left for it:
         the same test free uses to decide that a host has no more work."""
         for host in list(rollout.in_flight):
-            if self._blocked_hosts.get(host.name, False):
+            if core.is_blocked(self, host.name):
                 continue
-            unreachable = host.name in self._tqm._unreachable_hosts
-            if not unreachable and iterator.get_next_task_for_host(host, peek=True)[1] is not None:
+            if not core.is_unreachable(self, host.name) and core.has_task_left(iterator, host):
                 continue
             rollout.in_flight.remove(host)
-            if self._has_failed(iterator, host):
+            if core.failed_or_unreachable(self, iterator, host):
                 rollout.failed_done.append(host.name)
             display.vv(f"fleet.rollout.rolling: {host.name} finished ({len(rollout.in_flight)} in flight)")
 
@@ -253,7 +231,7 @@ class StrategyModule(FreeStrategyModule):
         if not self._window_has_room(rollout):
             return False
         host = rollout.waiting.pop(0)
-        if iterator.get_host_state(host).run_state == IteratingStates.COMPLETE:
+        if core.is_complete(iterator, host):
             rollout.not_started.append(host.name)  # ended by end_batch before its turn
             return True
         rollout.admitted.append(host)
@@ -262,9 +240,10 @@ class StrategyModule(FreeStrategyModule):
         return True
 
     def _halt_reason(self, rollout: _Rollout, iterator: PlayIterator) -> str:
-        if iterator.end_play:
+        if core.play_ended(iterator):
             return "meta: end_play"
-        failed = rollout.failed_done + [h.name for h in rollout.in_flight if self._has_failed(iterator, h)]
+        failing = [h.name for h in rollout.in_flight if core.failed_or_unreachable(self, iterator, h)]
+        failed = rollout.failed_done + failing
         budget = rollout.limits.max_failures
         if len(failed) > budget:
             return f"{len(failed)} hosts failed, more than rollout_max_failures={budget}"
@@ -275,13 +254,7 @@ class StrategyModule(FreeStrategyModule):
     def _any_in_rescue(self, rollout: _Rollout, iterator: PlayIterator) -> bool:
         """Whether a host in flight is running a rescue section (at any block depth). Its failure
         is not counted until the rescue ends, so no host is admitted in the meantime."""
-        for host in rollout.in_flight:
-            state = iterator.get_host_state(host)
-            while state is not None:
-                if state.run_state == IteratingStates.RESCUE:
-                    return True
-                state = state.tasks_child_state or state.rescue_child_state or state.always_child_state
-        return False
+        return any(core.in_rescue(iterator, host) for host in rollout.in_flight)
 
     def _window_has_room(self, rollout: _Rollout) -> bool:
         """Whether the next host may start now, within the window of its step. The first host of a

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from ansible_collections.fleet.rollout.plugins.module_utils._balancer import BalancerMember, MemberRequest
+from ansible_collections.fleet.rollout.plugins.module_utils._balancer import BalancerMember
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import CapacityError
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import RuntimeApiClient
+from ansible_collections.fleet.rollout.plugins.module_utils._member import MemberRequest
 
 from lab.fleet import Lab
 from lab.haproxy import show_stat

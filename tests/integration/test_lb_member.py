@@ -14,9 +14,9 @@ import yaml
 
 from lab.fleet import Lab
 from lab.traffic import Traffic
+from tests.fakes.lb_fake_runtime import FakeRuntimeApi
 from tests.integration.lb_playbooks import Playbook, Watch, servers_state, stat, wait_for_status
 from tests.support import ROOT, VENV_BIN, ansible_env, empty_config, run_playbook
-from tests.unit.lb_fake_runtime import FakeRuntimeApi
 
 MODULE = "fleet.rollout.lb_member"
 READY_UP = ("2", "0", "100", "100")  # srv_op_state running, admin ready, weights 100/100 (the lab's)

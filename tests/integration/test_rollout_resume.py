@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import RuntimeApiClient
-from ansible_collections.fleet.rollout.plugins.module_utils._lock import LockRecord
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import LockRecord
 
 from lab.fleet import Lab, running_version
 from lab.traffic import Traffic

@@ -6,11 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ansible_collections.fleet.rollout.plugins.module_utils._balancer import (
-    BalancerMember,
-    CapacityFloor,
-    MemberRequest,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._balancer import BalancerMember
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     CapacityError,
     HealthCheckFailedError,
@@ -20,8 +16,9 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     TimeoutExpiredError,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import RuntimeApiClient
+from ansible_collections.fleet.rollout.plugins.module_utils._member import CapacityFloor, MemberRequest
 
-from tests.unit.lb_fake_runtime import FORCED_DRAIN, FORCED_MAINT, FakeRuntimeApi, FakeTime
+from tests.fakes.lb_fake_runtime import FORCED_DRAIN, FORCED_MAINT, FakeRuntimeApi, FakeTime
 
 FOUR = {"app": ["app01", "app02", "app03", "app04"]}
 

@@ -15,14 +15,14 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     PermissionDeniedError,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
-    RuntimeApiAddress,
     RuntimeApiClient,
     RuntimeApiError,
     ServerStat,
     Weight,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._haproxy_address import RuntimeApiAddress
 
-from tests.unit.lb_fake_runtime import FakeRuntimeApi
+from tests.fakes.lb_fake_runtime import FakeRuntimeApi
 
 # Captured from HAProxy 2.6.12 (Debian): app01 UP, app02 drained, app03 in maintenance, app04 failing
 # its health check (GET /health answers 500).

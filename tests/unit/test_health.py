@@ -15,11 +15,10 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
 from ansible_collections.fleet.rollout.plugins.module_utils._health import (
     HealthCheckSpec,
     HealthProbe,
-    HttpRequest,
-    HttpResponse,
-    excerpt_of,
     parse_tcp_target,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._health_response import EXCERPT_CHARS, excerpt_of
+from ansible_collections.fleet.rollout.plugins.module_utils._http import HttpRequest, HttpResponse
 
 URL = "http://app.test/health"
 
@@ -293,7 +292,7 @@ def test_bad_tcp_targets(value: str) -> None:
 def test_excerpt_is_one_short_line() -> None:
     assert excerpt_of(b"  a\n\n b\tc  ") == "a b c"
     long = excerpt_of(b"x" * 1000)
-    assert len(long) == _health.EXCERPT_CHARS
+    assert len(long) == EXCERPT_CHARS
     assert long.endswith("...")
     assert excerpt_of(b"\xff ok") == "\ufffd ok"
 

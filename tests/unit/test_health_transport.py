@@ -7,11 +7,8 @@ import typing as t
 
 import pytest
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import ConnectionFailedError
-from ansible_collections.fleet.rollout.plugins.module_utils._health import (
-    HttpRequest,
-    OpenUrlFetch,
-    tcp_connect,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._health import tcp_connect
+from ansible_collections.fleet.rollout.plugins.module_utils._http import HttpRequest, OpenUrlFetch
 
 from tests.support import QuietHandler, closed_port, serve_http
 

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ansible_collections.fleet.rollout.plugins.module_utils._balancer import MemberReport
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import InvalidInputError, NotFoundError
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import RuntimeApiClient
+from ansible_collections.fleet.rollout.plugins.module_utils._member_report import MemberReport
 
-from tests.unit.lb_fake_runtime import FORCED_MAINT, FakeRuntimeApi
+from tests.fakes.lb_fake_runtime import FORCED_MAINT, FakeRuntimeApi
 
 
 @pytest.fixture

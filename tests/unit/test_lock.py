@@ -12,7 +12,6 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-import yaml
 from ansible_collections.fleet.rollout.plugins.module_utils import _lock
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     ConflictError,
@@ -22,11 +21,10 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._lock import (
     LockManager,
-    LockRecord,
-    run_lock,
     validate_name,
 )
-from ansible_collections.fleet.rollout.plugins.modules import rollout_lock
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import LockRecord
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_task import run_lock
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00+00:00
 
@@ -430,20 +428,6 @@ def test_filesystem_errors_say_what_was_done(tmp_path: Path) -> None:
         run_lock(params(blocker / "locks"))
     assert "acquiring rollout lock 'web' in" in caught.value.message
     assert caught.value.details["path"] == str(blocker / "locks" / "web.lock")
-
-
-def test_documentation_matches_the_argument_spec() -> None:
-    documented = yaml.safe_load(rollout_lock.DOCUMENTATION)["options"]
-    assert set(documented) == set(_lock.ARGUMENT_SPEC)
-    for name, option in _lock.ARGUMENT_SPEC.items():
-        doc = documented[name]
-        assert doc["type"] == option["type"], name
-        assert doc.get("default") == option.get("default"), name
-        assert doc.get("choices") == option.get("choices"), name
-        assert doc.get("required", False) == option.get("required", False), name
-        assert doc.get("elements") == option.get("elements"), name
-    assert isinstance(yaml.safe_load(rollout_lock.EXAMPLES), list)
-    assert isinstance(yaml.safe_load(rollout_lock.RETURN), dict)
 
 
 # ---- the guard ----

@@ -13,6 +13,7 @@ import typing as t
 from pathlib import Path
 
 import pytest
+from ansible_collections.fleet.rollout.plugins.module_utils._artifact import ReleaseSource
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     CommandFailedError,
     ConflictError,
@@ -24,10 +25,9 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
 from ansible_collections.fleet.rollout.plugins.module_utils._release import (
     STATE_FILE,
     ReleaseManager,
-    ReleaseSource,
-    Restart,
     validate_version,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._restart import Restart
 
 
 class Ticks:

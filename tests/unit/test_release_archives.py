@@ -9,8 +9,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from ansible_collections.fleet.rollout.plugins.module_utils._artifact import ReleaseSource
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import InvalidInputError
-from ansible_collections.fleet.rollout.plugins.module_utils._release import ReleaseManager, ReleaseSource
+from ansible_collections.fleet.rollout.plugins.module_utils._release import ReleaseManager
 
 
 def build(path: Path, members: list[tuple[str, str, str]], modes: dict[str, int] | None = None) -> Path:

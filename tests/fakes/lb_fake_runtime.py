@@ -1,4 +1,7 @@
-"""A small stand-in for HAProxy's runtime API, for the lb_member unit tests.
+"""A small stand-in for HAProxy's runtime API, for the lb_member tests.
+
+tests/integration/test_lb_fake_contract.py runs one scenario of the collection's code against this fake
+and against the lab's real HAProxy and requires both to be seen alike: a change here must keep it passing.
 
 A thread serves a unix socket (or TCP on 127.0.0.1) and records every byte it receives, so a test can prove
 that nothing was sent. Answers come from an in-memory model that follows what HAProxy 2.6 was observed to do:
@@ -165,7 +168,7 @@ class FakeRuntimeApi:
         return self.servers[(backend, name)]
 
     def everywhere(self, name: str) -> list[FakeServer]:
-        return [s for (_, n), s in self.servers.items() if n == name]
+        return [s for (_backend, n), s in self.servers.items() if n == name]
 
     @property
     def commands(self) -> list[str]:
@@ -224,7 +227,7 @@ class FakeRuntimeApi:
         if self.level != "admin":
             return "Permission denied\n\n"
         reference = words[3] if words[0] == "shutdown" else words[2]
-        backend, _, name = reference.partition("/")
+        backend, _slash, name = reference.partition("/")
         if backend not in self.backends:
             return "No such backend.\n\n"
         if name not in self.backends[backend]:

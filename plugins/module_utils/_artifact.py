@@ -1,0 +1,164 @@
+# Private to this collection: not a public API, may change without notice.
+"""A release artifact on the host: its checksum, and unpacking or copying it so that nothing lands, or
+points, outside the release directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tarfile
+import typing as t
+import zlib
+
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import InvalidInputError
+
+CHECKSUM_ALGORITHMS = ("sha256", "sha512")
+
+
+def parse_checksum(checksum: str) -> tuple[str, str]:
+    """``sha256:<hex>`` (or sha512) into (algorithm, lower-case hex digest)."""
+    algorithm, _sep, digest = checksum.partition(":")
+    algorithm = algorithm.lower()
+    digest = digest.strip().lower()
+    size = hashlib.new(algorithm).digest_size * 2 if algorithm in CHECKSUM_ALGORITHMS else 0
+    if not size or len(digest) != size or any(c not in "0123456789abcdef" for c in digest):
+        raise InvalidInputError(
+            f"checksum must be sha256:<64 hex digits> or sha512:<128 hex digits>, got {checksum!r}",
+            checksum=checksum,
+        )
+    return algorithm, digest
+
+
+def file_checksum(path: str, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: str, checksum: str | None, origin: str) -> None:
+    """Raise InvalidInputError when the file at ``path`` does not have ``checksum`` (None: no check)."""
+    if checksum is None:
+        return
+    algorithm, expected = parse_checksum(checksum)
+    actual = file_checksum(path, algorithm)
+    if actual != expected:
+        raise InvalidInputError(
+            f"checksum mismatch for {origin}: expected {algorithm}:{expected}, got {algorithm}:{actual}",
+            checksum=checksum,
+            actual=f"{algorithm}:{actual}",
+        )
+
+
+def is_inside(path: str, root: str) -> bool:
+    """Whether the real ``path`` is ``root`` or below it (both already resolved with realpath)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_member(member: tarfile.TarInfo, dest: str) -> None:
+    """Refuse a tar member that would land, or point, outside ``dest`` (realpath'ed)."""
+    name = member.name
+
+    def refuse(why: str) -> InvalidInputError:
+        return InvalidInputError(f"refusing archive member {name!r}: {why}", member=name)
+
+    if os.path.isabs(name):
+        raise refuse("absolute path")
+    if ".." in name.split("/"):
+        raise refuse("'..' in its path")
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise refuse("device, fifo or other special file")
+    target = os.path.join(dest, name)
+    # realpath sees links unpacked by earlier members: a path through one of them must stay inside too.
+    if not is_inside(os.path.realpath(os.path.dirname(target)), dest) or (
+        not member.issym() and not is_inside(os.path.realpath(target), dest)
+    ):
+        raise refuse("its path leads outside the release directory through a symlink")
+    if member.issym() or member.islnk():
+        link = member.linkname
+        if os.path.isabs(link):
+            raise refuse(f"link to the absolute path {link!r}")
+        base = os.path.dirname(target) if member.issym() else dest  # hard links name archive paths
+        if not is_inside(os.path.realpath(os.path.join(base, link)), dest):
+            raise refuse(f"link to {link!r} escapes the release directory")
+
+
+def check_links_inside(dest: str) -> None:
+    """After unpacking or copying: every symlink must still resolve inside ``dest``.
+
+    A link checked when it was made can be redirected by a link made later in its path.
+    """
+    for folder, dirs, files in os.walk(dest):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and not is_inside(os.path.realpath(path), dest):
+                relative = os.path.relpath(path, dest)
+                raise InvalidInputError(
+                    f"refusing {relative!r}: symlink to {os.readlink(path)!r} escapes the release directory",
+                    member=relative,
+                )
+
+
+def copy_tree_into(src: str, dest: str) -> None:
+    """Copy the directory ``src`` into the existing empty directory ``dest``, symlinks as symlinks.
+
+    What ``shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)`` does, which is Python 3.8+:
+    module code also runs on 3.7 targets.
+    """
+    for name in os.listdir(src):
+        source, target = os.path.join(src, name), os.path.join(dest, name)
+        if os.path.isdir(source) and not os.path.islink(source):
+            shutil.copytree(source, target, symlinks=True)
+        else:
+            shutil.copy2(source, target, follow_symlinks=False)
+    shutil.copystat(src, dest)
+
+
+def extract_tar(archive: str, dest: str) -> None:
+    """Unpack a (compressed) tar into the existing empty directory ``dest``, member by member, checked."""
+    dest = os.path.realpath(dest)
+    # Where Python has extraction filters, "data" is a second line of defence behind check_member.
+    filter_arg: dict[str, t.Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    directories = []
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                check_member(member, dest)
+                # Files belong to whoever deploys, and never carry setuid/setgid or group/other write.
+                member.mode &= ~0o7022
+                member.uid, member.gid = os.geteuid(), os.getegid()
+                member.uname = member.gname = ""
+                # A read-only directory gets its mode last, or the files inside it could not be written.
+                tar.extract(member, dest, set_attrs=not member.isdir(), **filter_arg)
+                if member.isdir():
+                    directories.append(member)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise InvalidInputError(f"{archive} is not a readable tar archive: {exc}", src=archive) from exc
+    for member in sorted(directories, key=lambda m: m.name, reverse=True):
+        path = os.path.join(dest, member.name)
+        os.chmod(path, member.mode)
+        os.utime(path, (member.mtime, member.mtime))
+    check_links_inside(dest)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseSource:
+    """Where a release comes from: ``src`` (a tar archive or a directory on this host) or ``url``."""
+
+    src: str | None = None
+    url: str | None = None
+    checksum: str | None = None
+
+    def describe(self) -> str:
+        return self.url or self.src or ""
+
+    def validate(self) -> None:
+        if (self.src is None) == (self.url is None):
+            raise InvalidInputError("exactly one of src and url is required to install a release")
+        if self.url is not None and self.checksum is None:
+            raise InvalidInputError("url needs checksum, verified before unpacking", url=self.url)
+        if self.checksum is not None:
+            parse_checksum(self.checksum)

@@ -1,0 +1,42 @@
+# Private to this collection: not a public API, may change without notice.
+"""The task interface of fleet.rollout.rollout_lock: argument spec and runner.
+
+The module and its controller-side action plugin both use these, so a task behaves the same whether it
+runs on the target or inside the controller.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from ansible_collections.fleet.rollout.plugins.module_utils._lock import (
+    DEFAULT_DIRECTORY,
+    DEFAULT_TTL,
+    LockManager,
+)
+from ansible_collections.fleet.rollout.plugins.module_utils._task_interface import TaskInterface
+
+ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", default="acquired", choices=["acquired", "released"]),
+    run_id=dict(type="str", required=True),
+    ttl=dict(type="int", default=DEFAULT_TTL),
+    force=dict(type="bool", default=False),
+    directory=dict(type="path", default=DEFAULT_DIRECTORY),
+)
+SPEC_CONSTRAINTS: dict[str, t.Any] = {}
+
+
+def run_lock(params: dict[str, t.Any], check_mode: bool = False, diff: bool = False) -> dict[str, t.Any]:
+    """Bring the lock the validated params name to their state."""
+    manager = LockManager(params["directory"], params["name"], check_mode=check_mode)
+    if params["state"] == "released":
+        result = manager.release(params["run_id"], force=params["force"])
+    else:
+        result = manager.acquire(params["run_id"], ttl=params["ttl"], force=params["force"])
+    if not diff:
+        result.pop("diff", None)
+    return result
+
+
+TASK = TaskInterface("fleet.rollout.rollout_lock", ARGUMENT_SPEC, run_lock, SPEC_CONSTRAINTS)
