@@ -61,6 +61,16 @@ class Core:
     def ansible_playbook(self) -> Path:
         return self.venv / "bin" / "ansible-playbook"
 
+    @property
+    def python(self) -> Path:
+        """Its python, which tests also give the hosts as their interpreter."""
+        return self.venv / "bin" / "python"
+
+    @property
+    def at_least_2_19(self) -> bool:
+        major, minor = (int(part) for part in self.version.split(".")[:2])
+        return (major, minor) >= (2, 19)
+
 
 def core_matrix() -> list[object]:
     """pytest params of the version matrix `make setup` makes: .venv (2.19), 2.17 and the newest; a venv

@@ -35,6 +35,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
     RuntimeApiClient,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy_address import RuntimeApiAddress
+from ansible_collections.fleet.rollout.plugins.module_utils._poll import Clock, Sleep, poll_until
 from ansible_collections.fleet.rollout.plugins.module_utils._task_interface import TaskInterface
 from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_names
 
@@ -196,20 +197,24 @@ def _hold_for(canary: tuple[str, ...], raw: t.Any) -> tuple[str, ...]:
     return hold_for
 
 
+@dataclasses.dataclass
+class _Bake:
+    """What a bake under analysis has seen so far."""
+
+    latest: Read
+    looks: int = 0
+    held_before: int | None = None
+    verdict: Verdict = dataclasses.field(init=False)
+
+
+@dataclasses.dataclass
 class ReleaseAnalysis:
     """Reads the balancers until the canary's verdict is in or the bake's time is up."""
 
-    def __init__(
-        self,
-        balancers: t.Sequence[RuntimeApiClient],
-        request: AnalysisRequest,
-        clock: t.Callable[[], float] = time.time,
-        sleep: t.Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.balancers = balancers
-        self.request = request
-        self.clock = clock
-        self.sleep = sleep
+    balancers: t.Sequence[RuntimeApiClient]
+    request: AnalysisRequest
+    clock: Clock = time.time
+    sleep: Sleep = time.sleep
 
     def run(self) -> dict[str, t.Any]:
         for balancer in self.balancers:
@@ -226,26 +231,27 @@ class ReleaseAnalysis:
             )
         starts = self._starts(first, canary)
         deadline = started + self.request.bake
-        looks, latest, held_before = 0, first, None
-        while True:
-            looks += 1
-            verdict, leaning, each = self._judge(starts, latest, canary, baseline)
-            now = self.clock()
-            if verdict.verdict == FAIL or now >= deadline:
-                break
+        bake = _Bake(latest=first)
+
+        def judged() -> bool:
+            if bake.looks:
+                bake.latest = self.read()
+            bake.looks += 1
+            bake.verdict, leaning, each = self._judge(starts, bake.latest, canary, baseline)
+            if bake.verdict.verdict == FAIL:
+                return True
+            if not self.request.settle:
+                return bake.verdict.verdict == PASS
             held = [each[server] for server in self.request.hold_for]
             held_responses = sum(traffic.responses for traffic in held)
-            if self.request.settle:
-                # done once nothing leans towards worse and each held server is cleared (or no more
-                # responses come in: a pool without traffic would only wait for the deadline)
-                arriving = held_before is None or held_responses > held_before
-                if not leaning and (all(map(self._cleared, held)) or not arriving):
-                    break
-            elif verdict.verdict == PASS:
-                break
-            held_before = held_responses
-            self.sleep(min(self.request.interval, max(0.0, deadline - now)))
-            latest = self.read()
+            # done once nothing leans towards worse and each held server is cleared (or no more
+            # responses come in: a pool without traffic would only wait for the deadline)
+            arriving = bake.held_before is None or held_responses > bake.held_before
+            bake.held_before = held_responses
+            return not leaning and (all(map(self._cleared, held)) or not arriving)
+
+        poll_until(judged, deadline, self.request.interval, self.clock, self.sleep, land_on_deadline=True)
+        verdict, latest, looks = bake.verdict, bake.latest, bake.looks
         return self._outcome(
             verdict,
             canary=canary,

@@ -15,6 +15,7 @@ import zlib
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import InvalidInputError
 
 CHECKSUM_ALGORITHMS = ("sha256", "sha512")
+FILTER_ERROR: t.Any = getattr(tarfile, "FilterError", ())  # () catches nothing where filters are missing
 
 
 def parse_checksum(checksum: str) -> tuple[str, str]:
@@ -58,12 +59,32 @@ def is_inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def refused(member: tarfile.TarInfo, why: str) -> InvalidInputError:
+    return InvalidInputError(f"refusing archive member {member.name!r}: {why}", member=member.name)
+
+
+def filter_refusal(member: tarfile.TarInfo, error: Exception) -> InvalidInputError:
+    """What tarfile's ``data`` filter refused, in the words check_member uses."""
+    if isinstance(error, tarfile.SpecialFileError):
+        why = "device, fifo or other special file"
+    elif isinstance(error, tarfile.AbsoluteLinkError):
+        why = f"link to the absolute path {member.linkname!r}"
+    elif isinstance(error, tarfile.LinkOutsideDestinationError):
+        why = f"link to {member.linkname!r} escapes the release directory"
+    elif ".." in member.name.split("/"):
+        why = "'..' in its path"
+    else:
+        why = "its path leads outside the release directory through a symlink"
+    return refused(member, f"{why} ({error})")
+
+
 def check_member(member: tarfile.TarInfo, dest: str) -> None:
-    """Refuse a tar member that would land, or point, outside ``dest`` (realpath'ed)."""
+    """Refuse a tar member that would land, or point, outside ``dest`` (realpath'ed): what tarfile's
+    ``data`` filter does, for Pythons before 3.8.17 / 3.11.4 that lack it."""
     name = member.name
 
     def refuse(why: str) -> InvalidInputError:
-        return InvalidInputError(f"refusing archive member {name!r}: {why}", member=name)
+        return refused(member, why)
 
     if os.path.isabs(name):
         raise refuse("absolute path")
@@ -120,19 +141,26 @@ def copy_tree_into(src: str, dest: str) -> None:
 def extract_tar(archive: str, dest: str) -> None:
     """Unpack a (compressed) tar into the existing empty directory ``dest``, member by member, checked."""
     dest = os.path.realpath(dest)
-    # Where Python has extraction filters, "data" is a second line of defence behind check_member.
-    filter_arg: dict[str, t.Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    # Where Python has extraction filters, "data" refuses what leaves ``dest``; check_member elsewhere.
+    has_filter = hasattr(tarfile, "data_filter")
+    filter_arg: dict[str, t.Any] = {"filter": "data"} if has_filter else {}
     directories = []
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
-                check_member(member, dest)
+                if not has_filter:
+                    check_member(member, dest)
+                elif os.path.isabs(member.name):  # the filter would unpack it relative to dest: refuse it
+                    raise refused(member, "absolute path")
                 # Files belong to whoever deploys, and never carry setuid/setgid or group/other write.
                 member.mode &= ~0o7022
                 member.uid, member.gid = os.geteuid(), os.getegid()
                 member.uname = member.gname = ""
                 # A read-only directory gets its mode last, or the files inside it could not be written.
-                tar.extract(member, dest, set_attrs=not member.isdir(), **filter_arg)
+                try:
+                    tar.extract(member, dest, set_attrs=not member.isdir(), **filter_arg)
+                except FILTER_ERROR as exc:  # a TarError too: caught before the unreadable archive
+                    raise filter_refusal(member, exc) from exc
                 if member.isdir():
                     directories.append(member)
     except (tarfile.TarError, EOFError, zlib.error) as exc:

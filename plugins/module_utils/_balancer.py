@@ -9,6 +9,7 @@ polling HAProxy (every ``poll_interval``, against a deadline) rather than by sle
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import typing as t
 
@@ -64,23 +65,16 @@ def _status_line(snapshot: ServerSnapshot) -> str:
     return line
 
 
+@dataclasses.dataclass
 class BalancerMember:
     """Drain, enable, put in maintenance or re-weight one server on one or several HAProxy balancers."""
 
-    def __init__(
-        self,
-        balancers: t.Sequence[RuntimeApiClient],
-        request: MemberRequest,
-        check_mode: bool = False,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = time.sleep,
-    ) -> None:
-        self.balancers = balancers
-        self.request = request
-        self.check_mode = check_mode
-        self.clock = clock
-        self.sleep = sleep
-        self.warnings: list[str] = []
+    balancers: t.Sequence[RuntimeApiClient]
+    request: MemberRequest
+    check_mode: bool = False
+    clock: Clock = time.monotonic
+    sleep: Sleep = time.sleep
+    warnings: list[str] = dataclasses.field(default_factory=list, init=False)
 
     # -- input ------------------------------------------------------------------------------------------
 

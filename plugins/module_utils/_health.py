@@ -30,7 +30,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._http import (
     HttpRequest,
     HttpResponse,
 )
-from ansible_collections.fleet.rollout.plugins.module_utils._poll import poll_until
+from ansible_collections.fleet.rollout.plugins.module_utils._poll import Clock, Sleep, poll_until
 from ansible_collections.fleet.rollout.plugins.module_utils._validate import split_host_port
 
 try:
@@ -139,6 +139,7 @@ class _ProbeRun:
     seen: deque[Observation] = dataclasses.field(default_factory=lambda: deque(maxlen=OBSERVATIONS_KEPT))
 
 
+@dataclasses.dataclass
 class HealthProbe:
     """Polls until ``successes`` healthy answers in a row that stay healthy for ``stable_for`` seconds.
 
@@ -147,19 +148,11 @@ class HealthProbe:
     such a run.
     """
 
-    def __init__(
-        self,
-        spec: HealthCheckSpec,
-        fetch: HttpFetch | None = None,
-        connect: TcpConnect = tcp_connect,
-        clock: t.Callable[[], float] = time.monotonic,
-        sleep: t.Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.spec = spec
-        self.fetch = fetch
-        self.connect = connect
-        self.clock = clock
-        self.sleep = sleep
+    spec: HealthCheckSpec
+    fetch: HttpFetch | None = None
+    connect: TcpConnect = tcp_connect
+    clock: Clock = time.monotonic
+    sleep: Sleep = time.sleep
 
     def run(self) -> dict[str, t.Any]:
         """Probe until healthy (return what was seen), or until the deadline or ``failure_threshold``

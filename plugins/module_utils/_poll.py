@@ -28,6 +28,7 @@ def poll_until(
     *,
     overtime: t.Callable[[], bool] = _never,
     within_deadline: bool = False,
+    land_on_deadline: bool = False,
 ) -> bool:
     """Call ``attempt`` until it returns True (then True) or the deadline has passed (then False).
 
@@ -35,7 +36,8 @@ def poll_until(
     ``deadline``, so a state that arrives just in time is seen; ``overtime`` keeps polling past the
     deadline while it says so (a drain seen idle once gets the poll that confirms it). With
     ``within_deadline`` no attempt starts at or after the deadline and no sleep would end past it (a
-    health check: an attempt after its deadline proves nothing).
+    health check: an attempt after its deadline proves nothing). With ``land_on_deadline`` the last sleep
+    is cut short so that the last attempt runs at the deadline itself (a bake measures until its end).
     """
     while True:
         if attempt():
@@ -45,6 +47,6 @@ def poll_until(
             return False
         if now >= deadline and not overtime():
             return False
-        sleep(interval)
+        sleep(min(interval, max(0.0, deadline - now)) if land_on_deadline else interval)
         if within_deadline and clock() >= deadline:  # overslept (a loaded machine): no attempt after it
             return False

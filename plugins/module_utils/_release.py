@@ -92,22 +92,15 @@ class _DeployPlan:
         return self.install or self.switch or bool(self.removed)
 
 
+@dataclasses.dataclass
 class ReleaseManager:
     """The release directories under ``root``; every public method returns a plain result dict."""
 
-    def __init__(
-        self,
-        root: str,
-        check_mode: bool = False,
-        download: Download | None = None,
-        now: t.Callable[[], float] = time.time,
-        run_command: RunCommand | None = None,
-    ) -> None:
-        self.root = root
-        self.check_mode = check_mode
-        self.download = download
-        self.now = now
-        self.run_command = run_command
+    root: str
+    check_mode: bool = False
+    download: Download | None = None
+    now: t.Callable[[], float] = time.time
+    run_command: RunCommand | None = None
 
     # ---- the four states ----
 

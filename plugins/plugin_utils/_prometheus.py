@@ -23,6 +23,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     MissingRequirementError,
     ReleaseWorseError,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._poll import poll_until
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "url": {"type": "str", "required": True},
@@ -273,7 +274,8 @@ class PrometheusAnalysis:
         started = self.clock()
         deadline = started + request.bake
         measurements: list[Measurement] = []
-        while True:
+
+        def measure() -> bool:
             at = self.clock()
             samples = self.client.instant_query(request.query)
             value = samples[0].value if samples else None
@@ -287,10 +289,9 @@ class PrometheusAnalysis:
                     f"on {request.shown_url}: value {show(value)} ({show_samples(samples)})"
                 )
                 raise ReleaseWorseError(reason, **self._outcome(FAIL, reason, measurements, started))
-            now = self.clock()
-            if now >= deadline:
-                break
-            self.sleep(min(request.interval, deadline - now))
+            return False  # measured until the bake is over
+
+        poll_until(measure, deadline, request.interval, self.clock, self.sleep, land_on_deadline=True)
         return self._finish(measurements, started)
 
     def _finish(self, measurements: list[Measurement], started: float) -> dict[str, t.Any]:

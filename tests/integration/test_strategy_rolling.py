@@ -10,14 +10,13 @@ assertions are sanity bounds, many times wider than what the strategy takes (a f
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, ansible_env, empty_config, run_playbook
+from tests.support import Core, ansible_env, core_matrix, empty_config, run_playbook
 
 PLAYS = Path(__file__).resolve().parent / "strategy_plays"
 HOSTS = [f"h{number:02d}" for number in range(1, 13)]
@@ -27,51 +26,7 @@ DEPRECATION = "Use of strategy plugins not included in ansible.builtin are depre
 ADMISSION_BOUND_S = 0.75
 
 
-@dataclass(frozen=True)
-class Core:
-    """One ansible-core of the version matrix: its venv, its python (also the hosts' interpreter)."""
-
-    venv: Path
-    version: str
-
-    @property
-    def playbook_bin(self) -> Path:
-        return self.venv / "bin" / "ansible-playbook"
-
-    @property
-    def python(self) -> Path:
-        return self.venv / "bin" / "python"
-
-    @property
-    def at_least_2_19(self) -> bool:
-        major, minor = (int(part) for part in self.version.split(".")[:2])
-        return (major, minor) >= (2, 19)
-
-
-def _installed_version(venv: Path) -> str | None:
-    for release in sorted(venv.glob("lib/python3*/site-packages/ansible/release.py")):
-        if found := re.search(r"__version__ = ['\"]([^'\"]+)", release.read_text()):
-            return found.group(1)
-    return None
-
-
-def _matrix() -> list[object]:
-    params: list[object] = []
-    for name, absent in (
-        (".venv", "no .venv: run `make setup`"),
-        (".venv-core-2.17", "no .venv-core-2.17: run `make setup`"),
-        (".venv-core-latest", "no .venv-core-latest: this machine has no python3.13 (make setup needs one)"),
-    ):
-        venv = ROOT / name
-        version = _installed_version(venv)
-        if version is None or not (venv / "bin" / "ansible-playbook").exists():
-            params.append(pytest.param(None, id=f"{name}-absent", marks=pytest.mark.skip(reason=absent)))
-        else:
-            params.append(pytest.param(Core(venv, version), id=f"core-{version}"))
-    return params
-
-
-@pytest.fixture(params=_matrix())
+@pytest.fixture(params=core_matrix())
 def core(request: pytest.FixtureRequest) -> Core:
     found: Core = request.param
     print(f"ansible-core {found.version} from {found.venv.name} ({found.python})")  # shown by pytest -rA
@@ -160,7 +115,7 @@ def run_plays(
         "10",
         *args,
         timeout=180,
-        ansible_playbook=core.playbook_bin,
+        ansible_playbook=core.ansible_playbook,
         ANSIBLE_CONFIG=str(empty_config(tmp_path)),
         ANSIBLE_CALLBACK_PLUGINS=str(PLAYS / "callback_plugins"),
         ANSIBLE_CALLBACKS_ENABLED="rollout_timeline",

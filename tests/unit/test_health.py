@@ -20,22 +20,9 @@ from ansible_collections.fleet.rollout.plugins.module_utils._health import (
 from ansible_collections.fleet.rollout.plugins.module_utils._health_response import EXCERPT_CHARS, excerpt_of
 from ansible_collections.fleet.rollout.plugins.module_utils._http import HttpRequest, HttpResponse
 
+from tests.fakes.clock import FakeClock
+
 URL = "http://app.test/health"
-
-
-class FakeClock:
-    """Time only moves when the probe sleeps or a fake attempt takes time."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class ScriptedFetch:

@@ -28,25 +28,13 @@ from ansible_collections.fleet.rollout.plugins.plugin_utils._prometheus import (
     requests_get,
 )
 
+from tests.fakes.clock import FakeClock
 from tests.support import QuietHandler, closed_port, serve_http
 
 URL = "http://127.0.0.1:9090"
 QUERY = 'sum(rate(haproxy_server_http_responses_total{server="app02",code="5xx"}[10s]))'
 # A script entry: a number (one sample), None (no sample), "nan", or a whole answer / an exception.
 Step = t.Union[float, None, str, HttpAnswer, Exception]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def vector(*values: float | str, labels: dict[str, str] | None = None) -> HttpAnswer:
@@ -92,7 +80,7 @@ def run(
     script: list[Step], judge: t.Any = None, **overrides: t.Any
 ) -> tuple[dict[str, t.Any], ScriptedPrometheus, FakeClock]:
     """The analysis of ``script``; ``judge`` is the condition in Python (default: below 0.05)."""
-    clock = FakeClock()
+    clock = FakeClock(1_000_000.0)
     prometheus = ScriptedPrometheus(clock, script)
     result = analyse(params(**overrides), judge or below(0.05), prometheus, clock, clock.sleep)
     return result, prometheus, clock
@@ -105,7 +93,7 @@ def failing(
     **overrides: t.Any,
 ) -> tuple[t.Any, ScriptedPrometheus]:
     """The error the analysis of ``script`` raises, and the scripted Prometheus."""
-    clock = FakeClock()
+    clock = FakeClock(1_000_000.0)
     prometheus = ScriptedPrometheus(clock, script)
     with pytest.raises(error) as raised:
         analyse(params(**overrides), judge or below(0.05), prometheus, clock, clock.sleep)
