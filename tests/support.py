@@ -113,6 +113,14 @@ def empty_config(directory: Path) -> Path:
     return config
 
 
+def run_on_localhost(
+    playbook: Path, *args: str, python: Path | str = VENV_BIN / "python", **options: Any
+) -> PlaybookRun:
+    """``run_playbook`` on localhost over the local connection, with ``python`` as its interpreter."""
+    local = ("-c", "local", "-e", f"ansible_python_interpreter={python}")
+    return run_playbook(playbook, "localhost,", *local, *args, **options)
+
+
 def run_playbook(
     playbook: Path,
     inventory: Path | str,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from lab.fleet import Lab
+from lab.traffic import Traffic
 from tests.support import PlaybookRun, record, run_play
 
 
@@ -99,3 +101,20 @@ class Playbook:
     def run(self, *args: str) -> tuple[PlaybookRun, dict[str, Any]]:
         inventory = self.lab.inventory if self.lab else self.local_inventory()
         return run_play(self.directory, self.tasks, *args, inventory=inventory, hosts=self.hosts)
+
+
+@contextmanager
+def traffic(lab: Lab, rate: float) -> Iterator[Traffic]:
+    """Steady requests through the frontend from a background thread while the block runs; stopped after
+    (``wait()`` then returns every request's record)."""
+    load = Traffic(lab.frontend_url, rate=rate, seconds=600).start()
+    try:
+        yield load
+    finally:
+        load.stop()
+
+
+def timed_run(playbook: Playbook, *args: str) -> tuple[PlaybookRun, dict[str, Any], float]:
+    started = time.monotonic()
+    done, results = playbook.run(*args)
+    return done, results, time.monotonic() - started

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.fleet import Lab
-from tests.support import VENV_BIN, QuietHandler, record, recorded, run_playbook, serve_http, write_play
+from tests.support import VENV_BIN, QuietHandler, record, recorded, run_on_localhost, serve_http, write_play
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -41,15 +41,7 @@ def test_health_check_runs_in_the_controller_only_with_the_same_python(
 ) -> None:
     if not in_process and not Path(SYSTEM_PYTHON).exists():
         pytest.skip(f"{SYSTEM_PYTHON} is not on this machine")
-    run = run_playbook(
-        health_check_play(tmp_path, health_url),
-        "localhost,",
-        "-c",
-        "local",
-        "-vvv",
-        "-e",
-        f"ansible_python_interpreter={interpreter}",
-    )
+    run = run_on_localhost(health_check_play(tmp_path, health_url), "-vvv", python=interpreter)
     assert run.rc == 0, run.stdout[-3000:]
     assert run.recap("localhost")["ok"] == 1
     shipped_a_module = "AnsiballZ_health_check.py" in run.stdout
@@ -57,14 +49,8 @@ def test_health_check_runs_in_the_controller_only_with_the_same_python(
 
 
 def test_become_keeps_the_module_on_the_target(tmp_path: Path, health_url: str) -> None:
-    run = run_playbook(
-        health_check_play(tmp_path, health_url, become=True),
-        "localhost,",
-        "-c",
-        "local",
-        "-vvv",
-        "-e",
-        f"ansible_python_interpreter={VENV_BIN / 'python'}",
+    run = run_on_localhost(
+        health_check_play(tmp_path, health_url, become=True), "-vvv", python=VENV_BIN / "python"
     )
     assert run.rc == 0, run.stdout[-3000:]
     assert "AnsiballZ_health_check.py" in run.stdout
@@ -103,14 +89,10 @@ def test_the_task_environment_reaches_the_module(
             play["environment"] = env
         playbook = tmp_path / "play.yml"
         playbook.write_text(json.dumps([play]))
-        run = run_playbook(
+        run = run_on_localhost(
             playbook,
-            "localhost,",
-            "-c",
-            "local",
             "-vvv",
-            "-e",
-            f"ansible_python_interpreter={VENV_BIN / 'python'}",
+            python=VENV_BIN / "python",
             # No proxy settings of this machine's own: only the task's count.
             http_proxy="",
             HTTP_PROXY="",
@@ -146,8 +128,10 @@ def test_lb_member_info_reads_the_same_either_way(
         },
     ]
     playbook = write_play(tmp_path / "info.yml", tasks)
-    run = run_playbook(
-        playbook, "localhost,", "-c", "local", "-vvv", "-e", f"ansible_python_interpreter={interpreter}"
+    run = run_on_localhost(
+        playbook,
+        "-vvv",
+        python=interpreter,
     )
     assert run.rc == 0, run.stdout[-3000:]
     assert ("AnsiballZ_lb_member_info.py" in run.stdout) is not in_process

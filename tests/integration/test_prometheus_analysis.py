@@ -7,19 +7,15 @@ import json
 import subprocess
 import time
 import typing as t
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from lab.fleet import Lab
-from lab.traffic import Traffic
-from tests.integration.lb_playbooks import Playbook, wait_for_status
+from tests.integration.lb_playbooks import Playbook, timed_run, traffic, wait_for_status
 from tests.support import (
     ROOT,
     Core,
-    PlaybookRun,
     QuietHandler,
     closed_port,
     core_matrix,
@@ -37,22 +33,6 @@ ERROR_RATE = (
     f' / sum(rate(haproxy_server_http_responses_total{{proxy="app",server="{CANARY}"}}[10s]))'
 )
 CONDITION = "value is none or value < 0.05"
-
-
-@contextmanager
-def traffic(lab: Lab, rate: float = RATE) -> Iterator[Traffic]:
-    """Steady requests through the frontend from a background thread while the block runs."""
-    load = Traffic(lab.frontend_url, rate=rate, seconds=600).start()
-    try:
-        yield load
-    finally:
-        load.stop()
-
-
-def timed_run(playbook: Playbook, *args: str) -> tuple[PlaybookRun, dict[str, t.Any], float]:
-    started = time.monotonic()
-    done, results = playbook.run(*args)
-    return done, results, time.monotonic() - started
 
 
 def in_check_mode(playbook: Playbook) -> Playbook:
@@ -84,7 +64,7 @@ def test_a_flaky_canary_fails_on_its_5xx_rate_with_the_evidence(lab: Lab, tmp_pa
     playbook.stamp("enabled").call("flaky", MODULE, url="{{ prometheus_url }}", **options)
     in_check_mode(playbook.call("checked", MODULE, url=lab.prometheus_url, **options))
 
-    with traffic(lab) as load:
+    with traffic(lab, RATE) as load:
         done, results, wall = timed_run(playbook)
     seen = load.wait()
 
@@ -137,7 +117,7 @@ def test_a_good_canary_passes_and_changes_nothing_in_check_mode_too(lab: Lab, tm
     # A PromQL syntax error: Prometheus answers 400 with its own message.
     playbook.call("bad_promql", MODULE, **{**options, "query": "sum(rate(haproxy_server_bytes_in_total[10s]"})
 
-    with traffic(lab) as load:  # the playbook starts a few scrapes later
+    with traffic(lab, RATE) as load:  # the playbook starts a few scrapes later
         done, results, _wall = timed_run(playbook)
     assert load.wait().failed == 0
 

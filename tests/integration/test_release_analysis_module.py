@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 import typing as t
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from lab.fleet import Lab
 from lab.traffic import Traffic
-from tests.integration.lb_playbooks import Playbook, wait_for_status
-from tests.support import PlaybookRun
+from tests.integration.lb_playbooks import Playbook, timed_run, traffic, wait_for_status
 
 MODULE = "fleet.rollout.release_analysis"
 CANARY = "app03"
@@ -32,23 +28,6 @@ def put_on_canary(lab: Lab, **behaviour: t.Any) -> None:
     """Release v2 with ``behaviour`` on the canary host alone, restarted, and wait for it to be back UP."""
     lab.install(CANARY, "v2", **behaviour)
     wait_for_status(lab, CANARY, "UP")
-
-
-@contextmanager
-def traffic(lab: Lab, rate: float = RATE) -> Iterator[Traffic]:
-    """Steady requests through the frontend from a background thread while the block runs; stopped after
-    (``wait()`` then returns every request's record)."""
-    load = Traffic(lab.frontend_url, rate=rate, seconds=600).start()
-    try:
-        yield load
-    finally:
-        load.stop()
-
-
-def timed_run(playbook: Playbook, *args: str) -> tuple[PlaybookRun, dict[str, t.Any], float]:
-    started = time.monotonic()
-    done, results = playbook.run(*args)
-    return done, results, time.monotonic() - started
 
 
 def as_module(playbook: Playbook, name: str, **args: t.Any) -> Playbook:
@@ -69,7 +48,7 @@ def test_a_canary_answering_8_percent_500s_fails_fast_with_the_evidence(lab: Lab
     put_on_canary(lab, error_rate=0.08)
     playbook = Playbook(tmp_path, lab).call("bad", MODULE, **analysis(lab, canary=[CANARY], bake=30))
 
-    with traffic(lab) as load:
+    with traffic(lab, RATE) as load:
         done, results, wall = timed_run(playbook)
     seen, result = load.wait(), results["bad"]
 
@@ -132,7 +111,7 @@ def test_a_canary_200ms_slower_fails_on_response_time(lab: Lab, tmp_path: Path) 
     put_on_canary(lab, latency=0.2)
     playbook = Playbook(tmp_path, lab).call("slow", MODULE, **analysis(lab, canary=[CANARY], bake=20))
 
-    with traffic(lab) as load:
+    with traffic(lab, RATE) as load:
         done, results, _wall = timed_run(playbook)
     seen, result = load.wait(), results["slow"]
 

@@ -20,6 +20,7 @@ from tests.support import (
     empty_config,
     oldest_python,
     run_local_tasks,
+    run_on_localhost,
     run_playbook,
 )
 
@@ -105,13 +106,9 @@ def test_a_second_run_fails_at_once_naming_the_holder_and_since_when(tmp_path: P
     playbook = tmp_path / "second.yml"
     play = {"hosts": "localhost", "gather_facts": False, "tasks": [lock_task(locks, "run-b")]}
     playbook.write_text(json.dumps([play]))
-    run = run_playbook(
+    run = run_on_localhost(
         playbook,
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={python}",
+        python=python,
         timeout=120,
         **isolated_env(tmp_path),
     )
