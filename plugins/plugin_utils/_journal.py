@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import write_json_atomically
+from ansible_collections.fleet.rollout.plugins.plugin_utils._outcome import decide
 
 FORMAT_VERSION = 1
 
@@ -39,10 +40,9 @@ IGNORED = "ignored"
 _SEVERITY = {OK: 0, IGNORED: 0, CHANGED: 1, FAILED: 2, UNREACHABLE: 3}
 
 # Host outcomes. While the run goes on: waiting (no phase of the roles yet), running, failed (its last task
-# failed; a rescue may still bring it back). At the end, from the play recap: ok, failed, unreachable, or
-# untouched (no task of the roles ran on it).
-WAITING, RUNNING, UNTOUCHED = "waiting", "running", "untouched"
-REVERTED = "reverted"  # ok, and the rollback role took it back (the revert of a halted rollout)
+# failed; a rescue may still bring it back). At the end, from the play recap, those of _outcome: ok,
+# reverted, failed, unreachable, or untouched (no task of the roles ran on it).
+WAITING, RUNNING = "waiting", "running"
 
 # Phases of tasks outside the roles: before the host's first role task, and after it.
 PREFLIGHT, AFTER = "preflight", "after"
@@ -174,6 +174,11 @@ class HostRecord:
         in_role = (p.name not in (PREFLIGHT, AFTER) for p in self.phases)
         return any(in_role) or (self.running is not None and self.running.phase not in (PREFLIGHT, AFTER))
 
+    @property
+    def reverted(self) -> bool:
+        """Whether the rollback role took the host back (the revert of a halted rollout)."""
+        return any(phase.name == ROLLBACK for phase in self.phases)
+
     def to_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"outcome": self.outcome}
         if self.msg is not None:
@@ -211,6 +216,8 @@ class Journal:
         self.plays: list[dict[str, Any]] = []
         self.hosts: dict[str, HostRecord] = {}
         self.summary: dict[str, list[str]] | None = None
+        self.worse: list[str] = []
+        self.max_failures: int | None = None
 
     # ---- what the callback reports ------------------------------------------------------------------
     def set(self, **settings: Any) -> None:
@@ -272,26 +279,29 @@ class Journal:
         elif record.touched:
             record.outcome = RUNNING
 
+    def decided(self, *, worse: Iterable[str] = (), max_failures: int | None = None) -> None:
+        """What the playbook decided beyond the recap: release analysis's reasons, the failure budget."""
+        self.worse, self.max_failures = [str(reason) for reason in worse], max_failures
+
     def finish(self, totals: Mapping[str, HostTotals], at: float) -> None:
-        """The play recap arrived: every host's outcome, the summary and the result."""
-        groups: dict[str, list[str]] = {OK: [], REVERTED: [], FAILED: [], UNREACHABLE: [], UNTOUCHED: []}
-        for name, record in self.hosts.items():
+        """The play recap arrived: every host's outcome, the summary and the result (see _outcome)."""
+        for record in self.hosts.values():
             record.running = None
-            count = totals.get(name, HostTotals())
-            if count.unreachable:
-                record.outcome = UNREACHABLE
-            elif count.failures:
-                record.outcome = FAILED
-            else:
-                reverted = any(phase.name == ROLLBACK for phase in record.phases)
-                record.outcome = REVERTED if reverted else OK if record.touched else UNTOUCHED
+        outcome = decide(
+            self.hosts,
+            failed=[name for name in self.hosts if totals.get(name, HostTotals()).failures],
+            unreachable=[name for name in self.hosts if totals.get(name, HostTotals()).unreachable],
+            started=[name for name, record in self.hosts.items() if record.touched],
+            reverted=[name for name, record in self.hosts.items() if record.reverted],
+            worse=self.worse,
+            max_failures=self.max_failures,
+        )
+        for name, record in self.hosts.items():
+            record.outcome = outcome.hosts[name]
+            if record.outcome not in (FAILED, UNREACHABLE):
                 record.msg = None
-            groups[record.outcome].append(name)
-        self.summary = groups
-        bad = groups[FAILED] or groups[UNREACHABLE]
-        # halted: some hosts were rolled and the others never started (a failure or end_play stopped it)
-        halted = bool(groups[UNTOUCHED]) and any(record.touched for record in self.hosts.values())
-        self.result = "halted" if halted else FAILED if bad else "succeeded"
+        self.summary = outcome.by_outcome()
+        self.result = outcome.journal_result
         self.finished_at = at
 
     def interrupt(self, at: float, msg: str) -> None:
