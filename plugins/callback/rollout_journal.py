@@ -18,10 +18,16 @@ description:
     (C(rollout_window)), the canary (C(rollout_canary)) and the strategy of the play that ran the role, and,
     for every target host, each phase of its cycle with its start and end times, its outcome (C(ok),
     C(changed), C(failed), C(unreachable)) and, when it failed, the task and the message; at the end every
-    host's outcome (C(ok); C(reverted) when the role C(fleet.rollout.rollback) took it back; C(failed);
-    C(unreachable); C(untouched) when the role never ran there), the
-    hosts by outcome and the result of the run (C(succeeded); C(halted) when some hosts were rolled and
-    others never started; C(failed)).
+    host's outcome, the hosts by outcome and the result of the run, decided as the filter
+    C(fleet.rollout.rollout_outcome) and the C(fleet.rollout.rolling) strategy decide them (one
+    vocabulary, C(docs/outcomes.md)).
+  - "A host's outcome: C(ok); C(reverted) when the role C(fleet.rollout.rollback) took it back; C(failed);
+    C(unreachable); C(untouched) when the role never ran there."
+  - "The result: C(succeeded) (the status C(complete)); C(failed) (C(complete_with_failures): failed hosts,
+    none left unstarted, within the budget); C(halted) (C(halted), C(halted_reverted), C(worse)): failures
+    beyond the budget, some hosts rolled and others never started, or a release the analysis found worse.
+    The budget (C(rollout_max_failures)) and the analysis's reasons count when the deploy playbook's
+    decision (the fact C(deploy_roll)) ran; without it no budget is known."
   - A phase is a run of consecutive tasks of one host from the same task file of the role
     C(fleet.rollout.deploy), named after the file (C(stage), C(rotation), C(drain), C(switch), C(restart),
     C(verify), C(enable); C(check) for C(main.yml) and the argument validation). Hooks belong to the step
@@ -119,6 +125,7 @@ if TYPE_CHECKING:
     from ansible.playbook.task import Task
 
 JOURNAL_DIR_VAR = "rollout_journal_dir"
+DECISION_FACT = "deploy_roll"  # the deploy playbook's "Sort the targets by how their roll ended"
 ENDED_EARLY = "ansible-playbook ended before the play recap (interrupted, or stopped by an error)"
 TERMINATED = "ansible-playbook was terminated (SIGTERM) before the play recap"
 
@@ -215,6 +222,7 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_ok(self, result: Any) -> None:
         host, task, data = result_parts(result)
+        self._note_decision(data)
         self._finished_task(host, task, CHANGED if data.get("changed") else OK, None)
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
@@ -335,6 +343,22 @@ class CallbackModule(CallbackBase):
                 host.get_name(), task.get_name(), phase, status, at=time.time(), msg=msg, key=_task_key(task)
             )
             self._changed()
+
+    def _note_decision(self, data: Mapping[str, Any]) -> None:
+        """The deploy playbook's decision (the fact deploy_roll, from fleet.rollout.rollout_outcome): the
+        journal's result then counts the failure budget and the release analysis's reasons too."""
+        facts = data.get("ansible_facts")
+        decision = facts.get(DECISION_FACT) if isinstance(facts, Mapping) else None
+        if not isinstance(decision, Mapping) or "status" not in decision:
+            return
+        budget = decision.get("max_failures")
+        worse = decision.get("worse")
+        with self._lock:
+            if self._journal is not None:
+                self._journal.decided(
+                    worse=[str(reason) for reason in worse] if isinstance(worse, list) else [],
+                    max_failures=budget if isinstance(budget, int) and not isinstance(budget, bool) else None,
+                )
 
     def _changed(self) -> None:
         if self._file is not None and not self._finished:

@@ -56,6 +56,7 @@ from ansible.errors import AnsibleError
 from ansible.template import Templar
 from ansible.utils.display import Display
 from ansible_collections.fleet.rollout.plugins.plugin_utils import _core_access as core
+from ansible_collections.fleet.rollout.plugins.plugin_utils._outcome import decide
 from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import (
     DEFAULTS,
     RolloutLimits,
@@ -296,8 +297,11 @@ class StrategyModule(core.FreeStrategy):
         self._inventory.reconcile_inventory()
 
     def _report(self, rollout: _Rollout, ok: list[str], failed: list[str], untouched: list[str]) -> None:
+        # the play's ending in the vocabulary of the journal and the deploy report (docs/outcomes.md)
+        budget = rollout.limits.max_failures
+        outcome = decide(ok + failed + untouched, failed=failed, untouched=untouched, max_failures=budget)
         counts = f"{len(ok)} ok, {len(failed)} failed, {len(untouched)} not started, of {rollout.total}"
-        lines = [f"ROLLOUT: {counts}"]
+        lines = [f"ROLLOUT: {counts}: {outcome.text}"]
         if rollout.halt_reason:
             lines.append(f"  halted: {rollout.halt_reason}")
         for label, names in (
