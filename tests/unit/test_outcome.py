@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.fleet.rollout.plugins.filter.rollout_outcome import rollout_outcome
+from ansible_collections.fleet.rollout.plugins.plugin_utils._journal import CHANGED, HostTotals, Journal
 from ansible_collections.fleet.rollout.plugins.plugin_utils._outcome import (
     COMPLETE,
     COMPLETE_WITH_FAILURES,
@@ -198,3 +199,45 @@ def test_the_filter_reads_analysis_halted_as_a_boolean() -> None:
 def test_the_filter_refuses_bad_arguments(arguments: dict[str, Any], message: str) -> None:
     with pytest.raises(AnsibleFilterError, match=message):
         rollout_outcome(HOSTS, **arguments)
+
+
+def _rolled_journal(*hosts: str) -> Journal:
+    journal = Journal("20270115T080000Z-42", 1_000.0)
+    journal.play_started("Roll", "fleet.rollout.rolling", hosts, at=1_000.0)
+    for at, host in enumerate(hosts, 1_001):
+        journal.task_finished(host, "switch", "switch", CHANGED, at=float(at))
+    return journal
+
+
+def test_the_journal_says_halted_for_a_release_the_analysis_found_worse() -> None:
+    """The deploy playbook's decision reached the journal: the recap alone shows a good run."""
+    journal = _rolled_journal("app01", "app02")
+    journal.decided(worse=["app02: 8% errors"], max_failures=0)
+    journal.finish({}, at=2_000.0)
+    assert journal.result == "halted"
+    assert journal.summary == {
+        "ok": ["app01", "app02"],
+        "reverted": [],
+        "failed": [],
+        "unreachable": [],
+        "untouched": [],
+    }
+
+
+def test_the_journal_counts_the_budget_the_playbook_decided_with() -> None:
+    within = _rolled_journal("app01", "app02", "app03")
+    within.decided(max_failures=1)
+    within.finish({"app02": HostTotals(failures=1)}, at=2_000.0)
+    beyond = _rolled_journal("app01", "app02", "app03")
+    beyond.decided(max_failures=0)
+    beyond.finish({"app02": HostTotals(failures=1)}, at=2_000.0)
+    assert (within.result, beyond.result) == ("failed", "halted")
+
+
+def test_the_journal_and_the_filter_agree_on_every_host() -> None:
+    journal = _rolled_journal("app01", "app02")
+    journal.play_started("Report", "linear", ["app03"], at=1_500.0)  # a target the roll never started
+    journal.finish({"app02": HostTotals(failures=1)}, at=2_000.0)
+    data = rollout_outcome(["app01", "app02", "app03"], failed=["app02"], started=["app01", "app02"])
+    assert journal.summary == {outcome: data[outcome] for outcome in HOST_OUTCOMES}
+    assert journal.result == data["journal_result"] == "halted"
