@@ -145,6 +145,14 @@ def _task_chain(task: Task) -> list[str]:
     return chain
 
 
+def _checks_settings_only(task: Task) -> bool:
+    """The argument validation ansible-core adds to the deploy role's ``settings`` entry point, which
+    holds no other task (the deploy playbook's preflight runs it for every target)."""
+    args = getattr(task, "args", None) or {}
+    context = args.get("validate_args_context") if isinstance(args, Mapping) else None
+    return isinstance(context, Mapping) and context.get("argument_spec_name") == "settings"
+
+
 def _task_key(task: Task) -> str:
     """The task's id, the same in the start and the result events."""
     return str(getattr(task, "_uuid", "") or task.get_name())
@@ -319,6 +327,8 @@ class CallbackModule(CallbackBase):
         targets = self._play is not None and self._play.pattern in self._targets
         if not targets and self._journal is not None and host.get_name() not in self._journal.hosts:
             return None
+        if _checks_settings_only(task):
+            return None  # the deploy playbook's preflight validating the role's settings: no cycle yet
         return phase_of(_task_chain(task), in_role=getattr(task, "_role", None) is not None)
 
     def _finished_task(self, host: Host, task: Task, status: str, msg: Any) -> None:
