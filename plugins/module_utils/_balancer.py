@@ -56,10 +56,11 @@ def _why_not_serving(snapshot: ServerSnapshot) -> str:
     return snapshot.status or snapshot.admin_state
 
 
-def _status_line(snapshot: ServerSnapshot) -> str:
-    check = " ".join(part for part in (snapshot.check_status, snapshot.check_code) if part)
-    detail = ", ".join(part for part in (snapshot.check_description, snapshot.last_check) if part)
-    line = f"HAProxy reports {snapshot.status or '?'}"
+def _status_line(member: Member) -> str:
+    checked = member.checked or member.now
+    check = " ".join(part for part in (checked.check_status, checked.check_code) if part)
+    detail = ", ".join(part for part in (checked.check_description, checked.last_check) if part)
+    line = f"HAProxy reports {member.now.status or '?'}"
     if check:
         line += f", check {check}" + (f" ({detail})" if detail else "")
     return line
@@ -276,6 +277,8 @@ class BalancerMember:
             seen = _observe(balancer, {m.backend for m in mine})
             for member in mine:
                 member.latest = seen.get((member.backend, member.before.server), member.latest)
+                if member.latest and not member.latest.check_in_progress:
+                    member.checked = member.latest
         return self.clock()
 
     def drain(self, members: list[Member]) -> None:
@@ -339,7 +342,7 @@ class BalancerMember:
             return
         raise HealthCheckFailedError(
             f"{self.request.server} did not come UP within up_timeout {self.request.up_timeout:g}s: "
-            + "; ".join(f"{m.where}: {_status_line(m.now)}" for m in pending),
+            + "; ".join(f"{m.where}: {_status_line(m)}" for m in pending),
             changed=any(m.commands for m in members),
             members=[self.describe(m) for m in members],
         )

@@ -69,6 +69,8 @@ class Member:
     commands: list[Command] = field(default_factory=list)
     commands_after_drain: list[Command] = field(default_factory=list)
     latest: ServerSnapshot | None = None
+    # The latest look whose health check had completed: one taken while a check runs has no code.
+    checked: ServerSnapshot | None = None
     drain_seconds: float | None = None
     up_seconds: float | None = None
     sessions_killed: int | None = None

@@ -64,6 +64,7 @@ class FakeServer:
     healthy: bool = True  # whether the app would pass the health check
     health: int = FULL_HEALTH
     last_check_ok: bool = True
+    check_running: bool = False  # HAProxy shows "* <last status>" and no code while a check runs
     sessions: list[int] = field(default_factory=list)  # ticks left for each open session
     qcur: int = 0
     backup: bool = False
@@ -119,13 +120,13 @@ class FakeServer:
             "act": "0" if self.backup else "1",
             "iid": str(iid),
             "sid": str(sid),
-            "check_status": check_status,
-            "check_code": {"L7OK": "200", "L7STS": "500"}.get(check_status, ""),
+            "check_status": f"* {check_status}" if check_status and self.check_running else check_status,
+            "check_code": "" if self.check_running else {"L7OK": "200", "L7STS": "500"}.get(check_status, ""),
             "check_duration": "1" if check_status else "",
             "check_desc": {"L7OK": "Layer7 check passed", "L7STS": "Layer7 wrong status"}.get(
                 check_status, ""
             ),
-            "last_chk": "Internal Server Error" if check_status == "L7STS" else "",
+            "last_chk": "Internal Server Error" if check_status == "L7STS" and not self.check_running else "",
             "hrsp_5xx": "0",
             "addr": f"{self.address}:8000",
         }

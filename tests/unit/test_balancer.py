@@ -189,6 +189,27 @@ def test_a_failing_server_is_never_served_and_the_error_carries_the_check_status
     assert caught.value.details["changed"] is True
 
 
+def test_the_error_carries_the_last_completed_check_when_the_last_look_caught_one_running(
+    api: FakeRuntimeApi,
+) -> None:
+    # HAProxy blanks the code while a check runs: the last completed check is the evidence to report.
+    server = api.server("app01")
+    server.admin, server.healthy = FORCED_MAINT, False
+    tick, ticks = api.tick, []
+
+    def tick_then_start_a_check() -> None:  # from the fifth check on, every look finds one running
+        tick()
+        ticks.append(1)
+        server.check_running = len(ticks) >= 5
+
+    api.tick = tick_then_start_a_check  # type: ignore[method-assign]
+    evidence = r"DOWN, check L7STS 500 \(Layer7 wrong status, Internal Server Error\)"
+    with pytest.raises(HealthCheckFailedError, match=evidence):
+        run(api, state="enabled", up_timeout=2)
+
+    assert server.check_running
+
+
 def test_without_check_before_traffic_haproxy_serves_a_failing_server_at_once(api: FakeRuntimeApi) -> None:
     # Why check_before_traffic exists: HAProxy puts a server leaving maintenance UP before checking it.
     server = api.server("app01")
