@@ -26,15 +26,16 @@ import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for `lab`
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: `lab` and `bench.benchkit`
 
+from bench.benchkit import Span
 from lab.fleet import Lab
+from lab.sampling import Sampler
 from lab.traffic import Traffic, TrafficResult
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,16 +57,6 @@ def work_map(hosts: list[str], seed: int, stragglers: int, scale: float = 1.0) -
     slow = set(rng.sample(hosts, stragglers))
     work = {h: STRAGGLER_SECONDS if h in slow else round(rng.uniform(1.0, 3.0), 1) for h in hosts}
     return {h: round(seconds * scale, 2) for h, seconds in work.items()}
-
-
-@dataclass(frozen=True)
-class Span:
-    start: float
-    end: float
-
-    @property
-    def seconds(self) -> float:
-        return self.end - self.start
 
 
 @dataclass
@@ -96,55 +87,37 @@ def cpu_times() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
-class LoadSampler:
+class LoadSampler(Sampler):
     """The 1-minute load average, once a second, while the runs go."""
 
     def __init__(self) -> None:
+        super().__init__(1.0, name="bench-load")
         self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-load", daemon=True)
 
-    def __enter__(self) -> LoadSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(os.getloadavg()[0])
-            self._stop.wait(1.0)
+    def sample(self) -> None:
+        self.samples.append(os.getloadavg()[0])
 
 
-class MainCpu:
+class MainCpu(Sampler):
     """The CPU time of one process (not its children), read from /proc every 0.1 s until it exits."""
 
     def __init__(self, pid: int) -> None:
+        super().__init__(0.1, name="bench-main-cpu")
         self.pid = pid
         self.seconds = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-main-cpu", daemon=True)
-        self._thread.start()
+        self._ticks = os.sysconf("SC_CLK_TCK")
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        ticks = os.sysconf("SC_CLK_TCK")
-        while True:
-            try:
-                stat = Path(f"/proc/{self.pid}/stat").read_text()
-            except OSError:
-                return
-            fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-            if fields[0] == "Z":
-                return  # exited: a zombie's counters are its children's too
-            self.seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-            if self._stop.wait(0.1):
-                return
+    def sample(self) -> None:
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            self.stop()
+            return
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        if fields[0] == "Z":
+            self.stop()  # exited: a zombie's counters are its children's too
+            return
+        self.seconds = (int(fields[11]) + int(fields[12])) / self._ticks  # utime, stime
 
 
 def task_seconds(log: Path, play: str) -> dict[str, list[float]]:
@@ -224,7 +197,7 @@ def deploy(lab: Lab, args: argparse.Namespace, label: str, version: str, work: d
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
     ) as process:
-        main_cpu = MainCpu(process.pid)
+        main_cpu = MainCpu(process.pid).start()
         output, _ = process.communicate()
         wall = time.monotonic() - started
         main_cpu.stop()

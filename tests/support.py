@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lab.haproxy import show_stat
+from lab.traffic import Traffic, TrafficResult
 
 if TYPE_CHECKING:
     from lab.fleet import Lab
@@ -158,6 +160,30 @@ def run_deploy(
         timeout=timeout,
         **env,
     )
+
+
+@contextmanager
+def traffic(lab: Lab, rate: float) -> Iterator[Traffic]:
+    """Steady requests through the frontend from a background thread while the block runs; stopped after
+    (``wait()`` then returns every request's record)."""
+    load = Traffic(lab.frontend_url, rate=rate, seconds=600).start()
+    try:
+        yield load
+    finally:
+        load.stop()
+
+
+def deploy_under_traffic(
+    lab: Lab, version: str, *extra: str, rate: float, lead: float = 1.0, **behaviour: object
+) -> tuple[PlaybookRun, TrafficResult]:
+    """``run_deploy`` of ``version`` (built with ``behaviour``) on the lab, ``extra`` its arguments, while
+    ``rate`` requests a second flow through the frontend from ``lead`` seconds before it starts to half a
+    second after it ends; returns the run and every request's record."""
+    with traffic(lab, rate) as load:
+        time.sleep(lead)  # traffic is flowing before the rollout starts
+        run = run_deploy(lab.inventory, version, lab.build(version, **behaviour), *extra)
+        time.sleep(0.5)
+    return run, load.wait()
 
 
 def fleet_state(lab: Lab) -> dict[str, tuple[str | None, str]]:

@@ -7,7 +7,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.haproxy import runtime_command, show_stat
+from lab.sampling import Sampler
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
@@ -59,17 +59,25 @@ def ansible_env(task_times: Path) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class TaskTime:
-    host: str
-    task: str
+class Span:
+    """From start to end, on one clock."""
+
     start: float
     end: float
-    status: str
-    result: dict[str, Any]
 
     @property
     def seconds(self) -> float:
         return self.end - self.start
+
+
+@dataclass(frozen=True)
+class TaskTime(Span):
+    """One task on one host, as bench/callback/task_times.py saw it start and end."""
+
+    host: str
+    task: str
+    status: str
+    result: dict[str, Any]
 
 
 @dataclass
@@ -136,49 +144,36 @@ class OutOfRotation:
         return None if self.end is None or self.ready is None else self.end - self.ready
 
 
-class Watcher:
+class Watcher(Sampler):
     """Samples `show stat` and `show servers state` every `period` seconds and keeps each server's changes."""
 
     def __init__(self, socket: Path, period: float = 0.01) -> None:
-        self.socket, self.period = socket, period
+        super().__init__(period, name="bench-watcher")
+        self.socket = socket
         self.changes: dict[str, list[Seen]] = {}
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-watcher", daemon=True)
-
-    def __enter__(self) -> Watcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _admin_states(self) -> dict[str, int]:
         lines = runtime_command(self.socket, "show servers state").splitlines()
         rows = [line.split() for line in lines[2:] if line.strip()]
         return {row[3]: int(row[6]) for row in rows}
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            before = time.time()
-            rows, admin = show_stat(self.socket), self._admin_states()
-            t = (before + time.time()) / 2
-            self.samples += 1
-            for row in rows:
-                name = row["svname"]
-                seen = Seen(
-                    t, row["status"], admin.get(name, 0), int(row["scur"] or 0), int(row["qcur"] or 0)
-                )
-                history = self.changes.setdefault(name, [])
-                if not history or (seen.status, seen.admin, seen.scur, seen.qcur) != (
-                    (last := history[-1]).status,
-                    last.admin,
-                    last.scur,
-                    last.qcur,
-                ):
-                    history.append(seen)
-            self._stop.wait(max(0.0, before + self.period - time.time()))
+    def sample(self) -> None:
+        before = time.time()
+        rows, admin = show_stat(self.socket), self._admin_states()
+        t = (before + time.time()) / 2
+        self.samples += 1
+        for row in rows:
+            name = row["svname"]
+            seen = Seen(t, row["status"], admin.get(name, 0), int(row["scur"] or 0), int(row["qcur"] or 0))
+            history = self.changes.setdefault(name, [])
+            if not history or (seen.status, seen.admin, seen.scur, seen.qcur) != (
+                (last := history[-1]).status,
+                last.admin,
+                last.scur,
+                last.qcur,
+            ):
+                history.append(seen)
 
     def settle(self, timeout: float = 10.0) -> None:
         """Keep sampling until every server seen is back at `UP` (a playbook may end before its last

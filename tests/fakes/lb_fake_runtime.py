@@ -202,26 +202,26 @@ class FakeRuntimeApi:
                 return self.set_server(words)
             return "Unknown command.\n\n"
 
+    def numbered(self, backend: str | None) -> list[tuple[int, int, FakeServer]]:
+        """(proxy id, server id, server) of each server of ``backend`` (of every backend for None), numbered
+        as HAProxy numbers them: proxies from 3, servers from 1 in each."""
+        return [
+            (iid, sid, self.servers[(name, server)])
+            for iid, (name, names) in enumerate(self.backends.items(), start=3)
+            if backend in (None, name)
+            for sid, server in enumerate(names, start=1)
+        ]
+
     def show_stat(self, backend: str | None) -> str:
         if backend is not None and backend not in self.backends:
             return "No such proxy.\n\n"
-        rows = [
-            server.stat_row(iid, sid)
-            for iid, (name, names) in enumerate(self.backends.items(), start=3)
-            if backend in (None, name)
-            for sid, server in enumerate((self.servers[(name, n)] for n in names), start=1)
-        ]
+        rows = [server.stat_row(iid, sid) for iid, sid, server in self.numbered(backend)]
         return "# " + ",".join(STAT_COLUMNS) + ",\n" + "".join(row + "\n" for row in rows) + "\n"
 
     def show_servers_state(self, backend: str | None) -> str:
         if backend is not None and backend not in self.backends:
             return "Can't find backend.\n\n"
-        rows = [
-            server.state_row(iid, sid)
-            for iid, (name, names) in enumerate(self.backends.items(), start=3)
-            if backend in (None, name)
-            for sid, server in enumerate((self.servers[(name, n)] for n in names), start=1)
-        ]
+        rows = [server.state_row(iid, sid) for iid, sid, server in self.numbered(backend)]
         return "1\n# " + " ".join(STATE_COLUMNS) + "\n" + "".join(row + "\n" for row in rows) + "\n"
 
     def set_server(self, words: list[str]) -> str:

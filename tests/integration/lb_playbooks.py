@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lab.fleet import Lab
-from lab.traffic import Traffic
+from lab.sampling import Sampler
 from tests.support import PlaybookRun, record, run_play
 
 
@@ -39,30 +37,20 @@ def wait_for_status(lab: Lab, server: str, wanted: str, balancer: str = "lb1", d
         time.sleep(0.05)
 
 
-class Watch:
+class Watch(Sampler):
     """A thread that polls the balancer every 10 ms and notes the wall-clock time a condition first holds:
     an observer independent of the module, to compare its reported timings with."""
 
     def __init__(self, lab: Lab, condition: Callable[[Lab], bool]) -> None:
+        super().__init__(0.01)
         self.lab = lab
         self.condition = condition
         self.seen_at: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Watch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set() and self.seen_at is None:
-            if self.condition(self.lab):
-                self.seen_at = time.time()
-            time.sleep(0.01)
+    def sample(self) -> None:
+        if self.condition(self.lab):
+            self.seen_at = time.time()
+            self.stop()
 
 
 class Playbook:
@@ -101,17 +89,6 @@ class Playbook:
     def run(self, *args: str) -> tuple[PlaybookRun, dict[str, Any]]:
         inventory = self.lab.inventory if self.lab else self.local_inventory()
         return run_play(self.directory, self.tasks, *args, inventory=inventory, hosts=self.hosts)
-
-
-@contextmanager
-def traffic(lab: Lab, rate: float) -> Iterator[Traffic]:
-    """Steady requests through the frontend from a background thread while the block runs; stopped after
-    (``wait()`` then returns every request's record)."""
-    load = Traffic(lab.frontend_url, rate=rate, seconds=600).start()
-    try:
-        yield load
-    finally:
-        load.stop()
 
 
 def timed_run(playbook: Playbook, *args: str) -> tuple[PlaybookRun, dict[str, Any], float]:

@@ -15,31 +15,18 @@ import pytest
 
 from lab.fleet import Lab
 from lab.haproxy import show_stat
-from lab.traffic import Traffic, TrafficResult
+from lab.traffic import Traffic
 from tests.support import (
     VENV_BIN,
-    PlaybookRun,
     ansible_env,
     deploy_report,
+    deploy_under_traffic,
     fleet_state,
     run_deploy,
     run_playbook,
 )
 
 RATE = 150.0
-
-
-def deploy_under_traffic(
-    lab: Lab, version: str, *extra: str, **behaviour: object
-) -> tuple[PlaybookRun, TrafficResult]:
-    traffic = Traffic(lab.frontend_url, rate=RATE, seconds=600).start()
-    try:
-        time.sleep(1.0)  # traffic is flowing before the rollout starts
-        run = run_deploy(lab.inventory, version, lab.build(version, **behaviour), *extra)
-        time.sleep(0.5)
-    finally:
-        traffic.stop()
-    return run, traffic.wait()
 
 
 def start_deploy(lab: Lab, version: str, *extra: str) -> subprocess.Popen[str]:
@@ -157,7 +144,7 @@ def test_promote_without_a_running_rollout_says_so(lab: Lab) -> None:
 @pytest.mark.lab(hosts=10)
 def test_a_release_whose_health_answers_500_fails_its_host_within_seconds(lab: Lab) -> None:
     started = time.monotonic()
-    run, traffic = deploy_under_traffic(lab, "v2", "-e", "rollout_window=3", health_fail=True)
+    run, traffic = deploy_under_traffic(lab, "v2", "-e", "rollout_window=3", rate=RATE, health_fail=True)
     took = time.monotonic() - started
     assert run.rc != 0
     assert "ROLLOUT: 0 ok, 1 failed, 9 not started, of 10" in run.stdout, run.stdout[-3000:]
@@ -183,6 +170,7 @@ def test_a_release_failing_on_one_later_host_is_caught_and_the_fleet_reverted(la
         # catches it then, about one run in four): a user who wants an 8% host held at the gates says so.
         "-e",
         '{"deploy_analysis": {"clear_below": 5}}',
+        rate=RATE,
         error_rate=0.08,
         error_hosts=["app05"],
     )
@@ -221,7 +209,14 @@ def prometheus_settings(url: str) -> str:
 def test_a_prometheus_query_on_the_canarys_5xx_rate_halts_a_flaky_canary(lab: Lab) -> None:
     assert lab.prometheus_url
     run, traffic = deploy_under_traffic(
-        lab, "v2", "-e", prometheus_settings(lab.prometheus_url), "-e", "rollout_window=2", error_rate=0.2
+        lab,
+        "v2",
+        "-e",
+        prometheus_settings(lab.prometheus_url),
+        "-e",
+        "rollout_window=2",
+        rate=RATE,
+        error_rate=0.2,
     )
     assert run.rc != 0, run.stdout[-3000:]
     report = deploy_report(run)

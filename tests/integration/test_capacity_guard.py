@@ -14,6 +14,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._member import Membe
 
 from lab.fleet import Lab
 from lab.haproxy import show_stat
+from lab.sampling import Sampler
 from tests.support import run_playbook
 
 
@@ -44,28 +45,17 @@ def test_two_drains_at_once_never_go_below_the_floor(lab: Lab) -> None:
         lab.wait_all_up()
 
 
-class UpSampler:
+class UpSampler(Sampler):
     """Counts the servers HAProxy reports UP, every 0.2 s, in a thread."""
 
     def __init__(self, lab: Lab) -> None:
+        super().__init__(0.2)
         self.lab = lab
         self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> UpSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rows = show_stat(self.lab.balancers[0].socket)
-            self.samples.append(sum(1 for row in rows if row["status"] == "UP"))
-            self._stop.wait(0.2)
+    def sample(self) -> None:
+        rows = show_stat(self.lab.balancers[0].socket)
+        self.samples.append(sum(1 for row in rows if row["status"] == "UP"))
 
 
 @pytest.mark.lab(hosts=10)

@@ -10,7 +10,8 @@ import pytest
 
 from lab.fleet import Lab
 from lab.haproxy import show_stat
-from lab.traffic import Traffic
+from lab.traffic import Traffic, TrafficResult
+from tests import support
 from tests.support import PlaybookRun, run_deploy
 
 RATE = 100.0
@@ -22,16 +23,10 @@ def deploy(lab: Lab, version: str, *extra: str, **behaviour: object) -> Playbook
 
 def deploy_under_traffic(
     lab: Lab, version: str, *extra: str, **behaviour: object
-) -> tuple[PlaybookRun, Traffic]:
-    traffic = Traffic(lab.frontend_url, rate=RATE, seconds=600).start()
-    try:
-        time.sleep(0.5)  # traffic is flowing before the rollout starts
-        run = deploy(lab, version, *extra, **behaviour)
-        time.sleep(0.5)
-    finally:
-        result = traffic.stop()
+) -> tuple[PlaybookRun, TrafficResult]:
+    run, result = support.deploy_under_traffic(lab, version, *extra, rate=RATE, lead=0.5, **behaviour)
     assert result.sent > 0
-    return run, traffic
+    return run, result
 
 
 def servers_status(lab: Lab) -> dict[str, str]:
@@ -40,8 +35,7 @@ def servers_status(lab: Lab) -> dict[str, str]:
 
 @pytest.mark.lab(hosts=10)
 def test_ten_hosts_move_to_v2_under_load_without_a_failed_request(lab: Lab) -> None:
-    run, traffic = deploy_under_traffic(lab, "v2")
-    result = traffic.wait()
+    run, result = deploy_under_traffic(lab, "v2")
     assert run.rc == 0, run.stdout[-4000:]
     assert result.failed == 0, result.failures()[:5]
     assert result.sent >= RATE * 5
@@ -75,10 +69,9 @@ def test_a_bad_release_stops_at_the_first_host_and_leaves_no_trace(
     lab: Lab, behaviour: dict[str, object], evidence: str
 ) -> None:
     # a short health deadline keeps the test quick; the role's default is 60 s
-    run, traffic = deploy_under_traffic(
+    run, result = deploy_under_traffic(
         lab, "v2", "-e", '{"deploy_health": {"deadline": 5}}', "-e", "rollout_window=3", **behaviour
     )
-    result = traffic.wait()
     assert run.rc != 0
     assert result.failed == 0, result.failures()[:5]
     assert "app01" in run.stdout and "deploying v2 failed at" in run.stdout, run.stdout[-4000:]
@@ -94,8 +87,7 @@ def test_a_bad_release_stops_at_the_first_host_and_leaves_no_trace(
 
 @pytest.mark.lab(hosts=4)
 def test_linear_fallback_rolls_in_serial_batches(lab: Lab) -> None:
-    run, traffic = deploy_under_traffic(lab, "v2", "-e", "rollout_strategy=linear", "-e", "rollout_window=2")
-    result = traffic.wait()
+    run, result = deploy_under_traffic(lab, "v2", "-e", "rollout_strategy=linear", "-e", "rollout_window=2")
     assert run.rc == 0, run.stdout[-3000:]
     assert result.failed == 0, result.failures()[:5]
     assert {h.current_release() for h in lab.hosts} == {"v2"}
@@ -189,11 +181,10 @@ def test_hooks_run_at_their_steps_in_order(lab: Lab, tmp_path: Path) -> None:
 def test_a_host_past_its_progress_deadline_is_recovered_and_fails_naming_it(lab: Lab) -> None:
     # v2 warms up for 60 s and the health check would wait that long; the deadline of 4 s per host ends it.
     started = time.monotonic()
-    run, traffic = deploy_under_traffic(
+    run, result = deploy_under_traffic(
         lab, "v2", "-e", '{"deploy_progress_deadline": 4, "deploy_health": {"deadline": 90}}', warmup=60.0
     )
     seconds = time.monotonic() - started
-    result = traffic.wait()
     assert run.rc != 0
     assert result.failed == 0, result.failures()[:5]
     assert "app01: deploying v2 failed at 'Health-check the release'" in run.stdout, run.stdout[-4000:]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.fleet import Lab
-from tests.integration.lb_playbooks import Playbook, timed_run, traffic, wait_for_status
+from tests.integration.lb_playbooks import Playbook, timed_run, wait_for_status
 from tests.support import (
     ROOT,
     Core,
@@ -22,6 +22,7 @@ from tests.support import (
     record,
     run_play,
     serve_http,
+    traffic,
 )
 
 MODULE = "fleet.rollout.prometheus_analysis"

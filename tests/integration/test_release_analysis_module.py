@@ -12,7 +12,8 @@ import pytest
 
 from lab.fleet import Lab
 from lab.traffic import Traffic
-from tests.integration.lb_playbooks import Playbook, timed_run, traffic, wait_for_status
+from tests.integration.lb_playbooks import Playbook, timed_run, wait_for_status
+from tests.support import traffic
 
 MODULE = "fleet.rollout.release_analysis"
 CANARY = "app03"

@@ -3,34 +3,20 @@ lab with traffic flowing the whole time."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from lab.fleet import Lab
-from lab.traffic import Traffic, TrafficResult
-from tests.support import PlaybookRun, deploy_report, fleet_state, run_deploy
+from tests.support import deploy_report, deploy_under_traffic, fleet_state
 
 RATE = 150.0
 BAKE = ("-e", "rollout_canary_bake=30")
 
 
-def deploy_under_traffic(
-    lab: Lab, version: str, *extra: str, **behaviour: object
-) -> tuple[PlaybookRun, TrafficResult]:
-    traffic = Traffic(lab.frontend_url, rate=RATE, seconds=600).start()
-    try:
-        time.sleep(1.0)  # traffic is flowing before the rollout starts
-        run = run_deploy(lab.inventory, version, lab.build(version, **behaviour), *BAKE, *extra)
-        time.sleep(0.5)
-    finally:
-        traffic.stop()
-    return run, traffic.wait()
-
-
 @pytest.mark.lab(hosts=10)
 def test_a_release_failing_8_percent_of_requests_is_halted_in_the_canary(lab: Lab) -> None:
-    run, traffic = deploy_under_traffic(lab, "v2", "-e", "rollout_window=3", error_rate=0.08)
+    run, traffic = deploy_under_traffic(
+        lab, "v2", *BAKE, "-e", "rollout_window=3", rate=RATE, error_rate=0.08
+    )
     assert run.rc != 0, run.stdout[-3000:]
     report = deploy_report(run)
     assert report["result"] == "halted", report
@@ -46,7 +32,7 @@ def test_a_release_failing_8_percent_of_requests_is_halted_in_the_canary(lab: La
 
 @pytest.mark.lab(hosts=10)
 def test_a_good_release_passes_its_bake_and_no_request_fails(lab: Lab) -> None:
-    run, traffic = deploy_under_traffic(lab, "v2", "-e", "rollout_window=3")
+    run, traffic = deploy_under_traffic(lab, "v2", *BAKE, "-e", "rollout_window=3", rate=RATE)
     assert run.rc == 0, run.stdout[-3000:]
     report = deploy_report(run)
     assert report["result"] == "complete", report
@@ -57,7 +43,7 @@ def test_a_good_release_passes_its_bake_and_no_request_fails(lab: Lab) -> None:
 
 @pytest.mark.lab(hosts=10)
 def test_a_release_200ms_slower_is_halted_in_the_canary(lab: Lab) -> None:
-    run, traffic = deploy_under_traffic(lab, "v2", "-e", "rollout_window=3", latency=0.2)
+    run, traffic = deploy_under_traffic(lab, "v2", *BAKE, "-e", "rollout_window=3", rate=RATE, latency=0.2)
     assert run.rc != 0, run.stdout[-3000:]
     report = deploy_report(run)
     assert report["failed"] == {"app01": "Judge the release from the balancers' counters"}, report

@@ -66,6 +66,16 @@ SHOW_SERVERS_STATE_APP = (
 )
 
 
+# The transcripts' servers as each view reads them: `show stat`'s status, `show servers state`'s operational
+# state and admin flags, and the admin state the client makes of both.
+CAPTURED = {  # server: (status, op_state, admin_flags, admin_state)
+    "app01": ("UP", 2, 0, "ready"),
+    "app02": ("DRAIN", 2, 8, "drain"),
+    "app03": ("MAINT", 0, 1, "maint"),
+    "app04": ("DOWN", 0, 0, "ready"),
+}
+
+
 @pytest.fixture
 def api() -> Iterator[FakeRuntimeApi]:
     with FakeRuntimeApi({"app": ["app01", "app02"]}) as fake:
@@ -83,10 +93,7 @@ def test_show_stat_parses_the_servers_of_a_real_answer(real: FakeRuntimeApi) -> 
     stats = {row.server: row for row in RuntimeApiClient(real.address).show_stat("app")}
 
     assert {name: row.status for name, row in stats.items()} == {
-        "app01": "UP",
-        "app02": "DRAIN",
-        "app03": "MAINT",
-        "app04": "DOWN",
+        name: status for name, (status, *_) in CAPTURED.items()
     }
     assert stats["app04"].check_status == "L7STS"
     assert stats["app04"].check_code == "500"
@@ -101,10 +108,7 @@ def test_show_servers_state_parses_admin_flags_and_weights(real: FakeRuntimeApi)
     states = {row.server: row for row in RuntimeApiClient(real.address).show_servers_state("app")}
 
     assert {name: (row.op_state, row.admin_flags) for name, row in states.items()} == {
-        "app01": (2, 0),
-        "app02": (2, 8),
-        "app03": (0, 1),
-        "app04": (0, 0),
+        name: (op_state, admin_flags) for name, (_, op_state, admin_flags, _) in CAPTURED.items()
     }
     assert (states["app01"].weight, states["app01"].initial_weight, states["app01"].port) == (1, 1, 8000)
     assert states["app03"].check_state == 14  # configured, enabled, paused by maintenance
@@ -114,10 +118,7 @@ def test_servers_joins_both_views(real: FakeRuntimeApi) -> None:
     servers = {s.server: s for s in RuntimeApiClient(real.address).servers("app")}
 
     assert {name: s.admin_state for name, s in servers.items()} == {
-        "app01": "ready",
-        "app02": "drain",
-        "app03": "maint",
-        "app04": "ready",
+        name: admin_state for name, (*_, admin_state) in CAPTURED.items()
     }
     assert [name for name, s in servers.items() if s.up] == ["app01"]
     assert [name for name, s in servers.items() if s.serving] == ["app01"]
