@@ -129,12 +129,14 @@ def run_playbook(
     *args: str,
     timeout: float = 600,
     ansible_playbook: Path | str = VENV_BIN / "ansible-playbook",
+    cwd: Path | str | None = None,
     **env: str,
 ) -> PlaybookRun:
-    """Run a real ansible-playbook (this checkout's unless told); tests assert on rc, the recap and the
-    output."""
+    """Run a real ansible-playbook (this checkout's unless told) from ``cwd`` (this one unless told); tests
+    assert on rc, the recap and the output."""
     done = subprocess.run(
         [str(ansible_playbook), "-i", str(inventory), str(playbook), *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab.fleet import Lab
-from lab.traffic import Traffic
+from lab.traffic import Traffic, TrafficResult
 from tests.integration.lb_playbooks import Playbook, timed_run, wait_for_status
 from tests.support import traffic
 
@@ -44,18 +44,29 @@ def others(lab: Lab) -> list[str]:
     return [host.name for host in lab.hosts if host.name != CANARY]
 
 
-@pytest.mark.lab(hosts=6)
-def test_a_canary_answering_8_percent_500s_fails_fast_with_the_evidence(lab: Lab, tmp_path: Path) -> None:
-    put_on_canary(lab, error_rate=0.08)
-    playbook = Playbook(tmp_path, lab).call("bad", MODULE, **analysis(lab, canary=[CANARY], bake=30))
+def failing_verdict(
+    lab: Lab, tmp_path: Path, name: str, bake: int, **behaviour: t.Any
+) -> tuple[dict[str, t.Any], TrafficResult, float]:
+    """The module's task ``name`` on a canary with v2 of ``behaviour``, under RATE traffic for up to ``bake``
+    seconds: it fails the release (failed, ignored, nothing changed). Returns its result, what the users
+    saw and the playbook's wall time."""
+    put_on_canary(lab, **behaviour)
+    playbook = Playbook(tmp_path, lab).call(name, MODULE, **analysis(lab, canary=[CANARY], bake=bake))
 
     with traffic(lab, RATE) as load:
         done, results, wall = timed_run(playbook)
-    seen, result = load.wait(), results["bad"]
+    result = results[name]
 
     assert done.recap("localhost")["ignored"] == 1, done.stdout
     assert result["failed"] is True and result["changed"] is False
     assert result["verdict"] == "fail"
+    return result, load.wait(), wall
+
+
+@pytest.mark.lab(hosts=6)
+def test_a_canary_answering_8_percent_500s_fails_fast_with_the_evidence(lab: Lab, tmp_path: Path) -> None:
+    result, seen, wall = failing_verdict(lab, tmp_path, "bad", bake=30, error_rate=0.08)
+
     assert "worse" in result["reason"] and result["msg"] == result["reason"]
     assert result["reason"].startswith(f"canary {CANARY}: "), result["reason"]
     assert result["p_value"] < 0.001
@@ -109,16 +120,8 @@ def test_a_good_release_passes_and_changes_nothing_in_check_mode_too(lab: Lab, t
 
 @pytest.mark.lab(hosts=6)
 def test_a_canary_200ms_slower_fails_on_response_time(lab: Lab, tmp_path: Path) -> None:
-    put_on_canary(lab, latency=0.2)
-    playbook = Playbook(tmp_path, lab).call("slow", MODULE, **analysis(lab, canary=[CANARY], bake=20))
+    result, seen, _wall = failing_verdict(lab, tmp_path, "slow", bake=20, latency=0.2)
 
-    with traffic(lab, RATE) as load:
-        done, results, _wall = timed_run(playbook)
-    seen, result = load.wait(), results["slow"]
-
-    assert done.recap("localhost")["ignored"] == 1, done.stdout
-    assert result["failed"] is True and result["changed"] is False
-    assert result["verdict"] == "fail"
     assert "response time" in result["reason"] and "slower" in result["reason"], result["reason"]
     canary, baseline = result["canary"], result["baseline"]
     assert (canary["errors"], baseline["errors"]) == (0, 0)

@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from lab.fleet import Lab
-from tests.integration.test_rollout_journal import CALLBACK, only_journal
-from tests.support import VENV_BIN, ansible_env, deploy_report, fleet_state, run_deploy
+from tests.integration.test_rollout_journal import only_journal, start_journaled_deploy, wait_for_journal
+from tests.support import deploy_report, fleet_state, run_deploy
 
 QUICK_HEALTH = ("-e", json.dumps({"deploy_health": {"deadline": 3}}))
 
@@ -51,17 +50,15 @@ def test_linear_batches_with_a_bad_release_give_the_lock_back_and_revert(lab: La
 def test_ctrl_c_gives_the_lock_back_and_the_journal_says_interrupted(lab: Lab, tmp_path: Path) -> None:
     journal_dir = tmp_path / "journal"
     artifact = lab.build("v2", warmup=8.0)  # the first host stays in its verify step for a while
-    command = [str(VENV_BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleet.rollout.deploy"]
-    command += ["-e", f"deploy_artifact={artifact}", "-e", "deploy_version=v2"]
-    command += ["-e", f"rollout_journal_dir={journal_dir}"]
-    env = ansible_env(ANSIBLE_CALLBACKS_ENABLED=CALLBACK, FLEET_ROLLOUT_JOURNAL_WRITE_INTERVAL="0.05")
-    playbook = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    playbook = start_journaled_deploy(lab, journal_dir, artifact, output=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while not _in_verify(journal_dir):
-            assert playbook.poll() is None, "the rollout ended before the interrupt"
-            assert time.monotonic() < deadline, "no host reached its verify step"
-            time.sleep(0.05)
+        wait_for_journal(
+            playbook,
+            journal_dir,
+            _in_verify,
+            ended="the rollout ended before the interrupt",
+            never="no host reached its verify step",
+        )
         assert locks(lab), "the rollout holds its lock while it runs"
         os.kill(playbook.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
         output, _ = playbook.communicate(timeout=60)

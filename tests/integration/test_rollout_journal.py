@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,16 @@ from typing import Any
 import pytest
 
 from lab.fleet import Lab
-from tests.support import ROOT, VENV_BIN, Core, ansible_env, core_matrix, descendants, run_deploy
+from tests.support import (
+    ROOT,
+    VENV_BIN,
+    Core,
+    ansible_env,
+    core_matrix,
+    descendants,
+    run_deploy,
+    run_playbook,
+)
 
 CALLBACK = "fleet.rollout.rollout_journal"
 CYCLE = ["stage", "drain", "switch", "verify", "enable"]
@@ -158,21 +168,49 @@ def test_a_failed_canary_is_journaled_with_its_recovery_and_the_others_untouched
         assert (host["outcome"], step_names(host)) == ("untouched", ["preflight"]), host
 
 
+def start_journaled_deploy(
+    lab: Lab, journal_dir: Path, artifact: Path, *extra: str, output: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """The deploy playbook of v2 from ``artifact`` in the background, ``extra`` its arguments, its journal
+    written to ``journal_dir`` every 0.05 s; its output and errors go to ``output``."""
+    command = [str(VENV_BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleet.rollout.deploy"]
+    command += ["-e", f"deploy_artifact={artifact}", "-e", "deploy_version=v2", *extra]
+    command += ["-e", f"rollout_journal_dir={journal_dir}"]
+    env = ansible_env(ANSIBLE_CALLBACKS_ENABLED=CALLBACK, FLEET_ROLLOUT_JOURNAL_WRITE_INTERVAL="0.05")
+    return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_journal(
+    playbook: subprocess.Popen[str],
+    journal_dir: Path,
+    condition: Callable[[Path], bool],
+    *,
+    ended: str,
+    never: str,
+    deadline: float = 120,
+) -> None:
+    """Poll until the journals in ``journal_dir`` meet ``condition``; the playbook ending first fails with
+    ``ended``, ``deadline`` seconds passing with ``never``."""
+    end = time.monotonic() + deadline
+    while not condition(journal_dir):
+        assert playbook.poll() is None, ended
+        assert time.monotonic() < end, never
+        time.sleep(0.05)
+
+
 @pytest.mark.lab(hosts=3)
 def test_a_rollout_killed_with_sigkill_leaves_a_readable_journal(lab: Lab, tmp_path: Path) -> None:
     journal_dir = tmp_path / "journal"
     artifact = lab.build("v2", warmup=1.0)  # a longer cycle: more moments to be killed in
-    command = [str(VENV_BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleet.rollout.deploy"]
-    command += ["-e", f"deploy_artifact={artifact}", "-e", "deploy_version=v2", "-e", "rollout_window=2"]
-    command += ["-e", f"rollout_journal_dir={journal_dir}"]
-    env = ansible_env(ANSIBLE_CALLBACKS_ENABLED=CALLBACK, FLEET_ROLLOUT_JOURNAL_WRITE_INTERVAL="0.05")
-    playbook = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    playbook = start_journaled_deploy(lab, journal_dir, artifact, "-e", "rollout_window=2")
     try:
-        deadline = time.monotonic() + 120
-        while not _some_host_is_in_its_cycle(journal_dir):
-            assert playbook.poll() is None, "the rollout ended before the kill"
-            assert time.monotonic() < deadline, "no host started its cycle"
-            time.sleep(0.05)
+        wait_for_journal(
+            playbook,
+            journal_dir,
+            _some_host_is_in_its_cycle,
+            ended="the rollout ended before the kill",
+            never="no host started its cycle",
+        )
         time.sleep(random.uniform(0.0, 2.0))  # a random moment of the cycles
     finally:
         workers = descendants(playbook.pid)  # each in a session of its own (ansible-core's setsid)
@@ -290,29 +328,20 @@ def run_mini(core: Core, tmp_path: Path, *args: str) -> tuple[int, str, dict[str
         f"[callback_rollout_journal]\njournal_dir = {journal_dir}",
     ]
     (tmp_path / "ansible.cfg").write_text("\n\n".join(config) + "\n")
-    env = ansible_env(
+    done = run_playbook(
+        Path("site.yml"),
+        tmp_path / "inventory.json",
+        *args,
+        timeout=180,
+        ansible_playbook=core.ansible_playbook,
+        cwd=tmp_path,
         ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"),
         ANSIBLE_DEPRECATION_WARNINGS="False",
         PATH=f"{core.venv / 'bin'}:{os.environ.get('PATH', '')}",
     )
-    done = subprocess.run(
-        [
-            str(core.venv / "bin" / "ansible-playbook"),
-            "-i",
-            str(tmp_path / "inventory.json"),
-            "site.yml",
-            *args,
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
     found = journals(journal_dir)
     assert len(found) == 1, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.returncode, done.stdout + done.stderr, json.loads(found[0].read_text())
+    return done.rc, done.stdout + done.stderr, json.loads(found[0].read_text())
 
 
 def _dedent(body: str) -> str:
