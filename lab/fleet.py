@@ -23,6 +23,7 @@ from urllib.request import urlopen
 
 from lab import haproxy, ports, sshd
 from lab.inventory import write_inventory
+from lab.paths import InStateDir
 from lab.prometheus import PrometheusSpec, start_prometheus
 from lab.release import ReleaseBehaviour, build_release
 from lab.service import AppService, ServiceError, write_atomically
@@ -114,17 +115,9 @@ class Lab:
         self.state_dir = state_dir
 
     # ---- state ---------------------------------------------------------------------------------
-    @property
-    def state_file(self) -> Path:
-        return self.state_dir / "lab.json"
-
-    @property
-    def inventory(self) -> Path:
-        return self.state_dir / "inventory.yml"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.state_dir / "artifacts"
+    state_file = InStateDir("lab.json")
+    inventory = InStateDir("inventory.yml")
+    artifacts = InStateDir("artifacts")
 
     def state(self) -> dict[str, Any]:
         try:

@@ -8,6 +8,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.paths import InStateDir
+from lab.service import start_detached
+
 HAPROXY = "/usr/sbin/haproxy"
 BACKEND = "app"
 # Short checks keep tests quick; rise 2 means a server returns only after two good checks in a row.
@@ -27,17 +30,9 @@ class BalancerSpec:
     def metrics_url(self) -> str | None:
         return None if self.metrics_port is None else f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    @property
-    def config(self) -> Path:
-        return self.state_dir / "haproxy.cfg"
-
-    @property
-    def server_state_file(self) -> Path:
-        return self.state_dir / "server-state"
-
-    @property
-    def log(self) -> Path:
-        return self.state_dir / "haproxy.log"
+    config = InStateDir("haproxy.cfg")
+    server_state_file = InStateDir("server-state")
+    log = InStateDir("haproxy.log")
 
 
 def render_config(spec: BalancerSpec, servers: list[tuple[str, str, int]]) -> str:
@@ -92,14 +87,7 @@ def start_haproxy(spec: BalancerSpec, servers: list[tuple[str, str, int]]) -> in
     spec.state_dir.mkdir(parents=True, exist_ok=True)
     spec.config.write_text(render_config(spec, servers))
     subprocess.run([HAPROXY, "-c", "-q", "-f", str(spec.config)], check=True)
-    with spec.log.open("ab") as log:
-        process = subprocess.Popen(
-            [HAPROXY, "-W", "-db", "-f", str(spec.config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+    process = start_detached([HAPROXY, "-W", "-db", "-f", str(spec.config)], spec.log)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -18,6 +18,9 @@ from urllib.request import urlopen
 
 import yaml
 
+from lab.paths import InStateDir
+from lab.service import start_detached
+
 PROMETHEUS = "/usr/bin/prometheus"
 SCRAPE_INTERVAL = "1s"
 READY_DEADLINE = 30.0
@@ -32,17 +35,9 @@ class PrometheusSpec:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def config(self) -> Path:
-        return self.state_dir / "prometheus.yml"
-
-    @property
-    def storage(self) -> Path:
-        return self.state_dir / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.state_dir / "prometheus.log"
+    config = InStateDir("prometheus.yml")
+    storage = InStateDir("data")
+    log = InStateDir("prometheus.log")
 
 
 def render_config(targets: dict[str, str]) -> str:
@@ -81,14 +76,7 @@ def start_prometheus(spec: PrometheusSpec, targets: dict[str, str]) -> int:
     shutil.rmtree(spec.state_dir, ignore_errors=True)
     spec.storage.mkdir(parents=True)
     spec.config.write_text(render_config(targets))
-    with spec.log.open("ab") as log:
-        process = subprocess.Popen(
-            command(spec),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+    process = start_detached(command(spec), spec.log)
     try:
         wait_ready(spec, process, set(targets))
     except RuntimeError:

@@ -69,18 +69,14 @@ class AppService:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                [
-                    *(cfg["python"], str(release / "app.py"), "--name", cfg["name"]),
-                    *("--address", cfg["address"], "--port", str(cfg["port"]), "--root", str(self.root)),
-                ],
-                cwd=release,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        process = start_detached(
+            [
+                *(cfg["python"], str(release / "app.py"), "--name", cfg["name"]),
+                *("--address", cfg["address"], "--port", str(cfg["port"]), "--root", str(self.root)),
+            ],
+            self.log_file,
+            cwd=release,
+        )
         write_atomically(self.pid_file, f"{process.pid}\n")
         deadline = time.monotonic() + START_DEADLINE
         while time.monotonic() < deadline:
@@ -119,6 +115,15 @@ class AppService:
             "pid": pid,
             "current": current.resolve().name if current.exists() else None,
         }
+
+
+def start_detached(command: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own (a Ctrl-C of the caller does not reach it), its input
+    closed, its output and errors appended to ``log``: how the lab starts every process it runs."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
 
 
 def process_is_ours(pid: int, marker: str) -> bool:

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.service import accepts_connections
+from lab.service import accepts_connections, start_detached
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "/usr/bin/ssh-keygen"
@@ -53,13 +53,7 @@ def start_sshd(state_dir: Path, addresses: list[str], port: int) -> int:
     # sshd insists on its privilege-separation directory even when it runs unprivileged tasks only.
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     log = ssh_dir / "sshd.log"
-    process = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", str(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start_detached([SSHD, "-D", "-e", "-f", str(config)], log)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
