@@ -1,10 +1,11 @@
-"""The lab's pure parts: release artifacts, port blocks, traffic accounting."""
+"""The lab's pure parts: release artifacts, port blocks, traffic accounting, samplers, state files."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from lab import haproxy, ports, prometheus
 from lab.haproxy import BalancerSpec
 from lab.ports import BLOCK_SIZE, MAX_BALANCERS, PortBlock, host_address
 from lab.release import ReleaseBehaviour, build_release
+from lab.sampling import Sampler
 from lab.traffic import Record, Traffic, TrafficResult
 
 
@@ -119,3 +121,39 @@ def test_two_claims_in_a_row_get_different_blocks(tmp_path: Path, monkeypatch: p
     finally:
         ports.release_block(first)
         ports.release_block(second)
+
+
+class CountingSampler(Sampler):
+    """Counts its samples; stops itself at ``last``."""
+
+    def __init__(self, last: int) -> None:
+        super().__init__(0.01)
+        self.last = last
+        self.count = 0
+
+    def sample(self) -> None:
+        self.count += 1
+        if self.count == self.last:
+            self.stop()
+
+
+def test_a_sampler_samples_while_its_block_runs_and_may_stop_itself() -> None:
+    with CountingSampler(last=1000) as running:
+        time.sleep(0.2)
+    counted = running.count
+    time.sleep(0.05)
+    assert 5 <= counted <= 25, counted  # every 10 ms for 0.2 s, on a busy machine too
+    assert running.count == counted  # nothing after the block
+
+    with CountingSampler(last=3) as stopping:
+        time.sleep(0.2)
+    assert stopping.count == 3
+
+
+def test_the_files_of_a_state_directory_are_below_it(tmp_path: Path) -> None:
+    spec = BalancerSpec("lb1", 1, 2, tmp_path / "lb1.sock", tmp_path / "lb1")
+    assert (spec.config, spec.server_state_file, spec.log) == (
+        tmp_path / "lb1" / "haproxy.cfg",
+        tmp_path / "lb1" / "server-state",
+        tmp_path / "lb1" / "haproxy.log",
+    )
