@@ -31,9 +31,9 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from ansible.plugins.callback import CallbackBase
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
 from ansible_collections.fleet.rollout.plugins.module_utils._lock import LockManager
+from ansible_collections.fleet.rollout.plugins.plugin_utils._callback import RolloutCallback
 from ansible_collections.fleet.rollout.plugins.plugin_utils._task_result import result_parts
 
 LOCK_ACTIONS = frozenset({"fleet.rollout.rollout_lock", "rollout_lock"})
@@ -49,13 +49,8 @@ class HeldLock:
     machine: str  # the host name of the machine the lock file is on
 
 
-class CallbackModule(CallbackBase):
+class CallbackModule(RolloutCallback, name="lock_guard", kind="aggregate", needs_enabled=False):
     """Remembers the locks the run holds, and releases the ones still held when the run ends."""
-
-    CALLBACK_VERSION = 2.0
-    CALLBACK_TYPE = "aggregate"
-    CALLBACK_NAME = "fleet.rollout.lock_guard"
-    CALLBACK_NEEDS_ENABLED = False
 
     def __init__(self, display: Any = None) -> None:
         super().__init__(display=display)

@@ -90,9 +90,9 @@ from typing import TYPE_CHECKING, Any
 from ansible import constants as C
 from ansible import context
 from ansible.errors import AnsibleError
-from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_core_version
 from ansible.template import Templar
+from ansible_collections.fleet.rollout.plugins.plugin_utils._callback import RolloutCallback
 from ansible_collections.fleet.rollout.plugins.plugin_utils._journal import (
     ANALYSIS,
     CHANGED,
@@ -170,13 +170,8 @@ def _failure_message(result: Mapping[str, Any]) -> Any:
     return None
 
 
-class CallbackModule(CallbackBase):
+class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification", needs_enabled=True):
     """Turns the events of a run into the journal of fleet.rollout.plugins.plugin_utils._journal."""
-
-    CALLBACK_VERSION = 2.0
-    CALLBACK_TYPE = "notification"
-    CALLBACK_NAME = "fleet.rollout.rollout_journal"
-    CALLBACK_NEEDS_ENABLED = True
 
     def __init__(self, display: Any = None) -> None:
         super().__init__(display=display)

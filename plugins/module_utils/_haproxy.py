@@ -111,6 +111,18 @@ class ServerStat:
         )
 
 
+# The column of ``show servers state`` that holds each number of ServerState.
+_STATE_NUMBERS = {
+    "port": "srv_port",
+    "op_state": "srv_op_state",
+    "admin_flags": "srv_admin_state",
+    "weight": "srv_uweight",
+    "initial_weight": "srv_iweight",
+    "check_health": "srv_check_health",
+    "check_state": "srv_check_state",
+}
+
+
 @dataclass(frozen=True)
 class ServerState:
     """One row of ``show servers state`` (the admin and operational state, the weights)."""
@@ -128,18 +140,8 @@ class ServerState:
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> ServerState:
-        return cls(
-            backend=row["be_name"],
-            server=row["srv_name"],
-            address=row.get("srv_addr", ""),
-            port=_int(row.get("srv_port")),
-            op_state=_int(row.get("srv_op_state")),
-            admin_flags=_int(row.get("srv_admin_state")),
-            weight=_int(row.get("srv_uweight")),
-            initial_weight=_int(row.get("srv_iweight")),
-            check_health=_int(row.get("srv_check_health")),
-            check_state=_int(row.get("srv_check_state")),
-        )
+        numbers = {name: _int(row.get(column)) for name, column in _STATE_NUMBERS.items()}
+        return cls(backend=row["be_name"], server=row["srv_name"], address=row.get("srv_addr", ""), **numbers)
 
 
 @dataclass(frozen=True)

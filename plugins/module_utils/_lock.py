@@ -96,6 +96,16 @@ def human_duration(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
+@contextlib.contextmanager
+def _removed_at_the_end(path: str) -> t.Iterator[None]:
+    """The hidden file of one change (the new lock before its link, the old one after its rename) goes
+    however the change ends."""
+    try:
+        yield
+    finally:
+        os.unlink(path)
+
+
 class LockManager:
     """The lock called ``name`` in ``directory``; acquire() and release() return plain result dicts."""
 
@@ -331,7 +341,7 @@ class LockManager:
         """Make ``record`` the lock, complete at once; False when a lock exists (somebody was quicker)."""
         temporary = self._hidden("tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
+        with _removed_at_the_end(temporary):
             with os.fdopen(fd, "wb") as handle:
                 handle.write(record.to_json())
                 handle.flush()
@@ -340,8 +350,6 @@ class LockManager:
                 os.link(temporary, self.path)
             except FileExistsError:
                 return False
-        finally:
-            os.unlink(temporary)
         self._sync_dir()
         return True
 
@@ -352,7 +360,7 @@ class LockManager:
             os.rename(self.path, tombstone)
         except FileNotFoundError:
             return False
-        try:
+        with _removed_at_the_end(tombstone):
             with open(tombstone, "rb") as handle:
                 moved = handle.read()
             if moved != seen.raw:
@@ -362,8 +370,6 @@ class LockManager:
                 with contextlib.suppress(FileExistsError):
                     os.link(tombstone, self.path)
                 return False
-        finally:
-            os.unlink(tombstone)
         self._sync_dir()
         return True
 

@@ -113,10 +113,6 @@ class PrometheusRequest:
     validate_certs: bool
     headers: dict[str, str]
 
-    @property
-    def shown_url(self) -> str:
-        return display_url(self.url)
-
     @classmethod
     def from_params(cls, params: t.Mapping[str, t.Any]) -> PrometheusRequest:
         url = params["url"]
@@ -286,7 +282,7 @@ class PrometheusAnalysis:
                 reason = (
                     f"condition {request.condition!r} false at measurement {len(measurements)} "
                     f"({failures} false, failure_limit {request.failure_limit}) of {request.query!r} "
-                    f"on {request.shown_url}: value {show(value)} ({show_samples(samples)})"
+                    f"on {display_url(request.url)}: value {show(value)} ({show_samples(samples)})"
                 )
                 raise ReleaseWorseError(reason, **self._outcome(FAIL, reason, measurements, started))
             return False  # measured until the bake is over
@@ -323,7 +319,7 @@ class PrometheusAnalysis:
             "changed": False,
             "verdict": verdict,
             "reason": reason,
-            "url": self.request.shown_url,
+            "url": display_url(self.request.url),
             "query": self.request.query,
             "condition": self.request.condition,
             "value": last.value,
