@@ -15,6 +15,7 @@ import math
 import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import InvalidInputError
+from ansible_collections.fleet.rollout.plugins.module_utils._verdict import FAIL, INCONCLUSIVE, PASS
 
 # HAProxy keeps a server's response time (rtime) as a moving average over its last 512 responses
 # (TIME_STATS_SAMPLES in HAProxy's source); fewer responses than that and it averages all of them.
@@ -22,10 +23,6 @@ HAPROXY_TIME_SAMPLES = 512
 
 # The confidence of the baseline's upper bound (see judge).
 BASELINE_CONFIDENCE = 0.9
-
-PASS = "pass"
-FAIL = "fail"
-INCONCLUSIVE = "inconclusive"
 
 
 @dataclasses.dataclass(frozen=True)

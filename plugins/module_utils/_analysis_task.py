@@ -14,9 +14,6 @@ import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._analysis import (
     BASELINE_CONFIDENCE,
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
     AnalysisPolicy,
     ServerCounters,
     Traffic,
@@ -38,6 +35,13 @@ from ansible_collections.fleet.rollout.plugins.module_utils._haproxy_address imp
 from ansible_collections.fleet.rollout.plugins.module_utils._poll import Clock, Sleep, poll_until
 from ansible_collections.fleet.rollout.plugins.module_utils._task_interface import TaskInterface
 from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_names
+from ansible_collections.fleet.rollout.plugins.module_utils._verdict import (
+    FAIL,
+    INCONCLUSIVE,
+    INCONCLUSIVE_OPTION,
+    PASS,
+    act_on_inconclusive,
+)
 
 ANALYSIS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "socket": {"type": "list", "elements": "str", "required": True},
@@ -52,7 +56,7 @@ ANALYSIS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "hold_for": {"type": "list", "elements": "str"},
     "clear_below": {"type": "float"},
     "interval": {"type": "float", "default": 1},
-    "inconclusive": {"type": "str", "choices": ["pass", "warn", "fail"], "default": "warn"},
+    "inconclusive": INCONCLUSIVE_OPTION,
     "max_error_ratio": {"type": "float", "default": 2.0},
     "error_margin": {"type": "float", "default": 1.0},
     "confidence": {"type": "float", "default": 0.999},
@@ -397,12 +401,8 @@ class ReleaseAnalysis:
         if verdict.verdict == FAIL:
             raise ReleaseWorseError(verdict.reason, **result)
         if verdict.verdict == INCONCLUSIVE and canary:
-            if self.request.inconclusive == "fail":
-                raise ReleaseWorseError(
-                    f"no verdict within the bake of {self.request.bake:g}s: {verdict.reason}", **result
-                )
-            if self.request.inconclusive == "warn":
-                result["warnings"] = [f"release analysis inconclusive: {verdict.reason}"]
+            choice, bake = self.request.inconclusive, self.request.bake
+            act_on_inconclusive(result, verdict.reason, choice=choice, bake=bake, analysis="release analysis")
         result["msg"] = verdict.reason  # (a failure's msg is its error's message)
         return result
 

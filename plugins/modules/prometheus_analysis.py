@@ -35,6 +35,7 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
+  - fleet.rollout.analysis
 attributes:
   action:
     support: full
@@ -101,13 +102,6 @@ options:
       - Failed measurements tolerated; one more fails the task, at once. Like Argo's C(failureLimit).
     type: int
     default: 0
-  inconclusive:
-    description:
-      - What an V(inconclusive) verdict does (no measurement with a value by the end of the bake).
-      - V(pass) ends the task quietly, V(warn) with a warning, V(fail) fails it.
-    type: str
-    choices: [pass, warn, fail]
-    default: warn
   timeout:
     description:
       - Seconds each request to Prometheus may take.
@@ -157,7 +151,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 verdict:
-  description: V(pass), V(fail) or V(inconclusive). A V(fail) fails the task, with these keys.
+  description:
+    - V(fail) once more than O(failure_limit) measurements failed, which fails the task at once, with
+      these keys; at the end of the bake V(inconclusive) when no measurement had a value, else V(pass).
   returned: always
   type: str
   sample: fail

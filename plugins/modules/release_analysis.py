@@ -32,6 +32,7 @@ extends_documentation_fragment:
   - fleet.rollout.attributes
   - fleet.rollout.attributes.read_only
   - fleet.rollout.haproxy
+  - fleet.rollout.analysis
 options:
   backends:
     description:
@@ -102,13 +103,6 @@ options:
       - Seconds between reads during the bake.
     type: float
     default: 1
-  inconclusive:
-    description:
-      - What an inconclusive verdict does (too few responses by the end of the bake).
-      - V(pass) ends the task quietly, V(warn) with a warning, V(fail) fails it.
-    type: str
-    choices: [pass, warn, fail]
-    default: warn
   max_error_ratio:
     description:
       - The canary may fail at most this many times the baseline's share of responses (1 or more).

@@ -24,6 +24,14 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     ReleaseWorseError,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._poll import poll_until
+from ansible_collections.fleet.rollout.plugins.module_utils._verdict import (
+    FAIL,
+    INCONCLUSIVE,
+    INCONCLUSIVE_OPTION,
+    PASS,
+    WARN,
+    act_on_inconclusive,
+)
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "url": {"type": "str", "required": True},
@@ -32,13 +40,12 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "bake": {"type": "float", "default": 0},
     "interval": {"type": "float", "default": 5},
     "failure_limit": {"type": "int", "default": 0},
-    "inconclusive": {"type": "str", "choices": ["pass", "warn", "fail"], "default": "warn"},
+    "inconclusive": INCONCLUSIVE_OPTION,
     "timeout": {"type": "float", "default": 5},
     "validate_certs": {"type": "bool", "default": True},
     "headers": {"type": "dict", "default": {}, "no_log": True},
 }
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 MIN_INTERVAL = 0.1
 QUERY_PATH = "/api/v1/query"
 BODY_EXCERPT = 200
@@ -139,7 +146,7 @@ class PrometheusRequest:
                 f"failure_limit must be a count of failed measurements (0 or more), got {failure_limit!r}",
                 failure_limit=failure_limit,
             )
-        if params["inconclusive"] not in (PASS, "warn", FAIL):
+        if params["inconclusive"] not in (PASS, WARN, FAIL):
             raise InvalidInputError(
                 f"inconclusive must be pass, warn or fail, got {params['inconclusive']!r}"
             )
@@ -298,11 +305,8 @@ class PrometheusAnalysis:
         if all(m.value is None for m in measurements):
             reason = f"no sample with a value in {over}"
             result = self._outcome(INCONCLUSIVE, reason, measurements, started)
-            if request.inconclusive == FAIL:
-                message = f"no verdict within the bake of {request.bake:g}s: {reason}"
-                raise ReleaseWorseError(message, **result)
-            if request.inconclusive == "warn":
-                result["warnings"] = [f"prometheus analysis inconclusive: {reason}"]
+            choice, bake = request.inconclusive, request.bake
+            act_on_inconclusive(result, reason, choice=choice, bake=bake, analysis="prometheus analysis")
             return result
         failures = sum(1 for m in measurements if not m.ok)
         reason = (

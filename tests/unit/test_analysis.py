@@ -8,9 +8,6 @@ import typing as t
 
 import pytest
 from ansible_collections.fleet.rollout.plugins.module_utils._analysis import (
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
     AnalysisPolicy,
     ServerCounters,
     Traffic,
@@ -30,6 +27,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     NotFoundError,
     ReleaseWorseError,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._verdict import FAIL, INCONCLUSIVE, PASS
 
 POLICY = AnalysisPolicy()
 
