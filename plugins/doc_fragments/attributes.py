@@ -1,7 +1,7 @@
 # Copyright (c) fleet.rollout developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The attributes every module of this collection documents alike."""
+"""The author and the attributes every module of this collection documents alike."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 class ModuleDocFragment:
     # Every module predicts in check mode and runs on any POSIX host; diff support is each module's own.
     DOCUMENTATION = r"""
+author:
+  - fleet.rollout developers (!UNKNOWN)
 options: {}
 attributes:
   check_mode:

@@ -9,8 +9,6 @@ DOCUMENTATION = r"""
 module: health_check
 short_description: Wait until an HTTP(S) endpoint or a TCP port is healthy, and stays healthy
 version_added: 1.0.0
-author:
-  - fleet.rollout developers (!UNKNOWN)
 description:
   - Probes an HTTP(S) URL or a TCP port every O(interval) seconds until it has answered healthily
     O(successes) times in a row and has stayed healthy for O(stable_for) seconds, or fails when

@@ -23,8 +23,6 @@ description:
   - Every name is validated before any socket is opened, and the socket must be at C(level admin).
   - The decision whether something changes is made from one observation before acting, so a second
     identical run reports no change.
-author:
-  - fleet.rollout developers (!UNKNOWN)
 extends_documentation_fragment:
   - fleet.rollout.attributes
   - fleet.rollout.haproxy
@@ -162,23 +160,14 @@ EXAMPLES = r"""
 
 RETURN = r"""
 members:
-  description: The server in each backend of each balancer acted on.
+  description:
+    - The server in each backend of each balancer acted on.
+    - Each entry says where it is with C(balancer) (the O(socket)), C(backend) and C(server), as an entry
+      of RV(fleet.rollout.lb_member_info#module:servers) does.
   returned: success
   type: list
   elements: dict
   contains:
-    balancer:
-      description: The O(socket) of the balancer.
-      type: str
-      sample: /run/haproxy/admin.sock
-    backend:
-      description: Backend name.
-      type: str
-      sample: app
-    server:
-      description: Server name.
-      type: str
-      sample: app01
     status_before:
       description:
         Status as HAProxy's statistics reported it before the run (V(UP), V(DOWN 1/2), V(DRAIN), V(MAINT),
@@ -245,9 +234,7 @@ state:
 
 from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import MEMBER_TASK
 
-
-def main() -> None:
-    MEMBER_TASK.run_as_module()
+main = MEMBER_TASK.run_as_module
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ description:
   - Reads C(show servers state) and C(show stat) from HAProxy's runtime API, over a unix socket or TCP,
     and returns one entry per server and backend and balancer.
   - Used by preflight checks, tests and reports. Never changes anything; a socket at C(level user) is enough.
-author:
-  - fleet.rollout developers (!UNKNOWN)
 extends_documentation_fragment:
   - fleet.rollout.attributes
   - fleet.rollout.attributes.read_only
@@ -153,9 +151,7 @@ servers:
 
 from ansible_collections.fleet.rollout.plugins.module_utils._lb_tasks import INFO_TASK
 
-
-def main() -> None:
-    INFO_TASK.run_as_module()
+main = INFO_TASK.run_as_module
 
 
 if __name__ == "__main__":

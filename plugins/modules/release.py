@@ -9,8 +9,6 @@ DOCUMENTATION = r"""
 module: release
 short_description: Install releases side by side and switch the current one atomically
 version_added: 1.0.0
-author:
-  - fleet.rollout developers (!UNKNOWN)
 description:
   - Manages release directories under O(root). Each release lives in C(<root>/releases/<version>),
     C(<root>/current) is a relative symlink to the current one, and C(<root>/.release-state.json)
@@ -234,9 +232,7 @@ removed:
 
 from ansible_collections.fleet.rollout.plugins.module_utils._release_task import TASK
 
-
-def main() -> None:
-    TASK.run_as_module()
+main = TASK.run_as_module
 
 
 if __name__ == "__main__":

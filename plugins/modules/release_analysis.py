@@ -26,8 +26,6 @@ description:
     is over. A V(fail) verdict fails the task with the evidence; so does V(inconclusive) with
     O(inconclusive=fail).
   - Never changes anything; a socket at C(level user) is enough.
-author:
-  - fleet.rollout developers (!UNKNOWN)
 extends_documentation_fragment:
   - fleet.rollout.attributes
   - fleet.rollout.attributes.read_only
@@ -234,9 +232,7 @@ servers:
 
 from ansible_collections.fleet.rollout.plugins.module_utils._analysis_task import TASK
 
-
-def main() -> None:
-    TASK.run_as_module()
+main = TASK.run_as_module
 
 
 if __name__ == "__main__":

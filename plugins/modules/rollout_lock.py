@@ -9,8 +9,6 @@ DOCUMENTATION = r"""
 module: rollout_lock
 short_description: Take or release the rollout lock of a target, so that two rollouts never overlap
 version_added: 1.0.0
-author:
-  - fleet.rollout developers (!UNKNOWN)
 description:
   - A lock per target (O(name)) held as the file C(<directory>/<name>.lock) on the host the task runs
     on. Run the task on one host for every rollout of that target, usually the controller (the task
@@ -209,9 +207,7 @@ holder:
 
 from ansible_collections.fleet.rollout.plugins.module_utils._lock_task import TASK
 
-
-def main() -> None:
-    TASK.run_as_module()
+main = TASK.run_as_module
 
 
 if __name__ == "__main__":
