@@ -50,7 +50,7 @@ class HostInfo:
 
     @property
     def health_url(self) -> str:
-        return f"http://{self.address}:{self.port}/health"
+        return self.url + "health"
 
     @property
     def appctl(self) -> Path:
@@ -78,6 +78,11 @@ class HostInfo:
         return current.resolve().name if current.exists() else None
 
 
+def _loopback_url(scheme: str, port: int, path: str = "") -> str:
+    """A balancer listens on 127.0.0.1 only, on each of its ports."""
+    return f"{scheme}://127.0.0.1:{port}{path}"
+
+
 @dataclass(frozen=True)
 class BalancerInfo:
     name: str
@@ -90,11 +95,11 @@ class BalancerInfo:
 
     @property
     def admin_url(self) -> str:
-        return f"tcp://127.0.0.1:{self.admin_port}"
+        return _loopback_url("tcp", self.admin_port)
 
     @property
     def frontend_url(self) -> str:
-        return f"http://127.0.0.1:{self.frontend_port}/"
+        return _loopback_url("http", self.frontend_port, "/")
 
     @property
     def metrics_url(self) -> str | None:
