@@ -92,22 +92,8 @@ from ansible import context
 from ansible.errors import AnsibleError
 from ansible.release import __version__ as ansible_core_version
 from ansible.template import Templar
+from ansible_collections.fleet.rollout.plugins.plugin_utils import _journal
 from ansible_collections.fleet.rollout.plugins.plugin_utils._callback import RolloutCallback
-from ansible_collections.fleet.rollout.plugins.plugin_utils._journal import (
-    ANALYSIS,
-    CHANGED,
-    FAILED,
-    IGNORED,
-    OK,
-    SKIPPED,
-    UNREACHABLE,
-    HostTotals,
-    Journal,
-    JournalFile,
-    file_name,
-    new_run_id,
-    phase_of,
-)
 from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import (
     CANARY,
     DEFAULTS,
@@ -178,8 +164,8 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
         # ansible-core sends callbacks one at a time (under the task queue manager's lock), from the main
         # thread and from its results thread; this lock also keeps the timed writes out of a change.
         self._lock = threading.RLock()
-        self._journal: Journal | None = None
-        self._file: JournalFile | None = None
+        self._journal: _journal.Journal | None = None
+        self._file: _journal.JournalFile | None = None
         self._playbook: str | None = None
         self._play: _PlaySettings | None = None  # of the play that runs now
         self._targets: set[str] = set()  # host patterns of the rollout's target plays
@@ -226,19 +212,21 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
     def v2_runner_on_ok(self, result: Any) -> None:
         host, task, data = result_parts(result)
         self._note_decision(data)
-        self._finished_task(host, task, CHANGED if data.get("changed") else OK, None)
+        self._finished_task(host, task, _journal.CHANGED if data.get("changed") else _journal.OK, None)
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
         host, task, data = result_parts(result)
-        self._finished_task(host, task, IGNORED if ignore_errors else FAILED, _failure_message(data))
+        self._finished_task(
+            host, task, _journal.IGNORED if ignore_errors else _journal.FAILED, _failure_message(data)
+        )
 
     def v2_runner_on_unreachable(self, result: Any) -> None:
         host, task, data = result_parts(result)
-        self._finished_task(host, task, UNREACHABLE, _failure_message(data))
+        self._finished_task(host, task, _journal.UNREACHABLE, _failure_message(data))
 
     def v2_runner_on_skipped(self, result: Any) -> None:
         host, task, _data = result_parts(result)
-        self._finished_task(host, task, SKIPPED, None)
+        self._finished_task(host, task, _journal.SKIPPED, None)
 
     def v2_playbook_on_stats(self, stats: AggregateStats) -> None:
         with self._lock:
@@ -247,7 +235,7 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
             totals = {}
             for name in self._journal.hosts:
                 summary = stats.summarize(name)
-                totals[name] = HostTotals(summary.get("failures", 0), summary.get("unreachable", 0))
+                totals[name] = _journal.HostTotals(summary.get("failures", 0), summary.get("unreachable", 0))
             self._journal.finish(totals, time.time())
             self._close()
             if self._file.writes:
@@ -257,17 +245,17 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
                 )
 
     # ---- helpers ------------------------------------------------------------------------------------
-    def _start(self, journal_dir: Any, target: str, now: float) -> Journal:
+    def _start(self, journal_dir: Any, target: str, now: float) -> _journal.Journal:
         directory = Path(os.path.expanduser(str(journal_dir or self.get_option("journal_dir"))))
-        journal = Journal(new_run_id(now, os.getpid()), now)
+        journal = _journal.Journal(_journal.new_run_id(now, os.getpid()), now)
         journal.set(
             playbook=self._playbook,
             check_mode=bool(context.CLIARGS.get("check", False)),
             ansible_core=ansible_core_version,
         )
         self._journal = journal
-        self._file = JournalFile(
-            directory.absolute() / file_name(journal.run_id, target),
+        self._file = _journal.JournalFile(
+            directory.absolute() / _journal.file_name(journal.run_id, target),
             journal.to_dict,
             interval=float(self.get_option("write_interval")),
             on_error=self._write_failed,
@@ -324,7 +312,7 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
             return None
         if _checks_settings_only(task):
             return None  # the deploy playbook's preflight validating the role's settings: no cycle yet
-        return phase_of(_task_chain(task), in_role=getattr(task, "_role", None) is not None)
+        return _journal.phase_of(_task_chain(task), in_role=getattr(task, "_role", None) is not None)
 
     def _finished_task(self, host: Host, task: Task, status: str, msg: Any) -> None:
         with self._lock:
@@ -333,8 +321,8 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
                 return
             phase = self._phase(task, host)
             # (a release analysis read in preflight is a role task too, but no sign of the roll play)
-            cycle = phase is not None and phase != ANALYSIS
-            if cycle and status != SKIPPED and not self._committed and self._play is not None:
+            cycle = phase is not None and phase != _journal.ANALYSIS
+            if cycle and status != _journal.SKIPPED and not self._committed and self._play is not None:
                 # the settings of the play that runs the roles (a later revert play has its own)
                 current = self._play
                 journal.set(
