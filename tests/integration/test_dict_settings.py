@@ -51,7 +51,7 @@ def test_the_keys_are_the_ones_the_tasks_and_the_modules_take() -> None:
     assert typed(health) == typed({k: v for k, v in HEALTH_SPEC.items() if k not in ("url", "tcp")})
     assert keys_read("deploy_health", DEPLOY_TASKS / "verify.yml") == set(health)
     assert set(options["deploy_balancers"]["options"]) == set(KNOWN_KEYS)
-    steps = ROOT / "roles" / "deploy" / "vars" / "main.yml"
+    steps = DEPLOY_TASKS / "cycle.yml"
     assert keys_read("deploy_hooks", steps) == set(options["deploy_hooks"]["options"])
     analysis = keys_read("deploy_analysis", *DEPLOY_TASKS.glob("*.yml"), ROOT / "playbooks" / "deploy.yml")
     assert analysis == set(options["deploy_analysis"]["options"])
@@ -59,9 +59,11 @@ def test_the_keys_are_the_ones_the_tasks_and_the_modules_take() -> None:
     assert prometheus == set(options["deploy_prometheus"]["options"])
 
 
-def test_the_preflight_entry_point_and_the_rollback_role_check_the_same_keys() -> None:
+def test_the_preflight_and_rollback_entry_points_and_the_rollback_role_check_the_same_keys() -> None:
     deploy = entry_points("deploy")
     assert deploy["settings"]["options"] == {name: deploy["main"]["options"][name] for name in DICT_SETTINGS}
+    shared = {name: spec for name, spec in deploy["rollback"]["options"].items() if "rollback" not in name}
+    assert shared == {name: deploy["main"]["options"][name] for name in shared}
     rollback = entry_points("rollback")["main"]["options"]
     for setting in ("health", "balancers"):
         assert (

@@ -102,3 +102,37 @@ def test_rollback_playbook_goes_to_the_previous_release_or_the_one_asked(lab: La
     assert result.failed == 0, result.failures()[:5]
     assert {"v1", "v2"} <= set(result.versions())
     assert fleet_state(lab) == {h.name: ("v2", "UP") for h in lab.hosts}
+
+
+USERS_ROLLBACK_PLAY = """
+- name: A user's own play, through the deploy role's rollback entry point
+  hosts: app01
+  gather_facts: false
+  tasks:
+    - name: Take app01 back to the previous release
+      ansible.builtin.include_role:
+        name: fleet.rollout.deploy
+        tasks_from: rollback
+
+- name: A user's own play, through the rollback role (deprecated) and its own option
+  hosts: app02
+  gather_facts: false
+  roles:
+    - role: fleet.rollout.rollback
+      rollback_version: v1
+"""
+
+
+@pytest.mark.lab(hosts=3)
+def test_the_rollback_entry_point_and_the_rollback_role_work_in_a_users_play(lab: Lab, tmp_path: Path) -> None:
+    good = deploy(lab, lab.build("v2"))
+    assert good.rc == 0, good.stdout[-3000:]
+    playbook = tmp_path / "rollback.yml"
+    playbook.write_text(USERS_ROLLBACK_PLAY)
+
+    back = run_playbook(playbook, lab.inventory)
+    again = run_playbook(playbook, lab.inventory, "--limit", "app02")  # app01's previous is v2 now
+
+    assert back.rc == 0, back.stdout[-3000:]
+    assert fleet_state(lab) == {"app01": ("v1", "UP"), "app02": ("v1", "UP"), "app03": ("v2", "UP")}
+    assert again.rc == 0 and again.recap("app02")["changed"] == 0, again.stdout[-3000:]
