@@ -21,8 +21,8 @@ description:
     host's outcome, the hosts by outcome and the result of the run, decided as the filter
     C(fleet.rollout.rollout_outcome) and the C(fleet.rollout.rolling) strategy decide them (one
     vocabulary, C(docs/outcomes.md)).
-  - "A host's outcome: C(ok); C(reverted) when the role C(fleet.rollout.rollback) took it back; C(failed);
-    C(unreachable); C(untouched) when the role never ran there."
+  - "A host's outcome: C(ok); C(reverted) when the deploy role's C(rollback) entry point took it back;
+    C(failed); C(unreachable); C(untouched) when the role never ran there."
   - "The result: C(succeeded) (the status C(complete)); C(failed) (C(complete_with_failures): failed hosts,
     none left unstarted, within the budget); C(halted) (C(halted), C(halted_reverted), C(worse)): failures
     beyond the budget, some hosts rolled and others never started, or a release the analysis found worse.
@@ -31,10 +31,11 @@ description:
   - A phase is a run of consecutive tasks of one host from the same task file of the role
     C(fleet.rollout.deploy), named after the file (C(stage), C(rotation), C(drain), C(switch), C(restart),
     C(verify), C(enable); C(check) for C(main.yml) and the argument validation). Hooks belong to the step
-    that runs them; everything under C(recover.yml) is C(recover); the C(fleet.rollout.rollback) role's own
-    tasks are C(rollback). Skipped tasks make no phase. Tasks outside the roles are C(preflight), or
-    C(after) once the host's cycle began; they count only on the hosts of the plays on the target (a report
-    play on C(localhost) adds no host). A task in flight is shown as the host's C(running).
+    that runs them; everything under C(recover.yml) is C(recover); the own tasks of the C(rollback) entry
+    point (and of the deprecated role C(fleet.rollout.rollback)) are C(rollback). Skipped tasks make no
+    phase. Tasks outside the roles are C(preflight), or C(after) once the host's cycle began; they count
+    only on the hosts of the plays on the target (a report play on C(localhost) adds no host). A task in
+    flight is shown as the host's C(running).
   - The file is written as the run goes, replaced atomically (a temporary file renamed over it) at most
     every O(write_interval) seconds and never later than that after a change. A run killed at any moment,
     even with SIGKILL, leaves a whole JSON journal whose C(result) is C(running). A run ended by SIGTERM, by

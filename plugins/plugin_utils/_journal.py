@@ -61,9 +61,10 @@ def phase_of(chain: Sequence[str], *, in_role: bool) -> str | None:
     """The phase of a task from the paths (``file:line``) of the task and of its parents, innermost first:
     the task file of the fleet.rollout deploy role it comes from (``drain``, ``switch``, ...), through
     imports and includes, so a hook's tasks belong to the step that ran the hook. Everything under
-    ``recover.yml`` is ``recover``, the rollback role's own tasks are ``rollback`` and the deploy role's
-    ``main.yml`` is ``check``. ``None`` for a task outside the roles; ``check`` for a role task without a
-    task file (the argument validation)."""
+    ``recover.yml`` is ``recover``; the own tasks of the ``rollback`` entry point (``rollback.yml``, and
+    of the deprecated rollback role) are ``rollback``; the deploy role's ``main.yml`` is ``check``.
+    ``None`` for a task outside the roles; ``check`` for a role task without a task file (the argument
+    validation)."""
     files = [match.groups() for match in map(_ROLE_FILE.search, chain) if match]
     if ("deploy", "recover") in files:
         return RECOVER
@@ -176,7 +177,7 @@ class HostRecord:
 
     @property
     def reverted(self) -> bool:
-        """Whether the rollback role took the host back (the revert of a halted rollout)."""
+        """Whether the rollback entry point took the host back (the revert of a halted rollout)."""
         return any(phase.name == ROLLBACK for phase in self.phases)
 
     def to_dict(self) -> dict[str, Any]:

@@ -124,7 +124,9 @@ USERS_ROLLBACK_PLAY = """
 
 
 @pytest.mark.lab(hosts=3)
-def test_the_rollback_entry_point_and_the_rollback_role_work_in_a_users_play(lab: Lab, tmp_path: Path) -> None:
+def test_the_rollback_entry_point_and_the_rollback_role_work_in_a_users_play(
+    lab: Lab, tmp_path: Path
+) -> None:
     good = deploy(lab, lab.build("v2"))
     assert good.rc == 0, good.stdout[-3000:]
     playbook = tmp_path / "rollback.yml"
