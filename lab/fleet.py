@@ -248,7 +248,9 @@ class Lab:
         self._save(state)
         servers = [(h.name, h.address, h.port) for h in self.hosts]
         for balancer in self.balancers:
-            state["pids"].append(haproxy.start_haproxy(balancer.spec, servers))
+            master = haproxy.start_haproxy(balancer.spec, servers)
+            state["pids"].append(master)
+            state.setdefault("balancer_masters", {})[balancer.name] = master
             self._save(state)
         if state["ssh_port"]:
             addresses = [h.address for h in self.hosts]
@@ -309,6 +311,13 @@ class Lab:
         except ServiceError:
             if not behaviour.get("crash"):
                 raise
+
+    def reload_balancer(self, balancer_name: str, keep_state: bool = False) -> int:
+        """Reload one balancer (see haproxy.reload_haproxy); the new worker's pid."""
+        master = self.state().get("balancer_masters", {}).get(balancer_name)
+        if master is None:
+            raise LabError(f"no master pid recorded for balancer {balancer_name!r}")
+        return haproxy.reload_haproxy(self.balancer(balancer_name).spec, master, keep_state)
 
     def runtime(self, balancer_name: str, command: str) -> str:
         return haproxy.runtime_command(self.balancer(balancer_name).socket, command)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -133,3 +135,34 @@ def show_stat(sock: Path) -> list[dict[str, str]]:
 def save_server_state(spec: BalancerSpec) -> None:
     """What a reload keeps: the runtime state dumped where load-server-state-from-file reads it."""
     spec.server_state_file.write_text(runtime_command(spec.socket, "show servers state"))
+
+
+def worker_pid(sock: Path) -> int | None:
+    """The pid of the HAProxy process answering on the socket (``show info``)."""
+    try:
+        info = runtime_command(sock, "show info", timeout=1.0)
+    except OSError:
+        return None
+    for line in info.splitlines():
+        name, _, value = line.partition(":")
+        if name == "Pid" and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
+def reload_haproxy(spec: BalancerSpec, master_pid: int, keep_state: bool) -> int:
+    """Reload as config management does (SIGUSR2 to the master: a new worker, the old one finishing its
+    connections); with keep_state, the runtime state saved first for load-server-state-from-file, else
+    the new worker starts from the config (and whatever stale state file there is). The new worker's pid,
+    once it answers."""
+    before = worker_pid(spec.socket)
+    if keep_state:
+        save_server_state(spec)
+    os.kill(master_pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pid = worker_pid(spec.socket)
+        if pid is not None and pid != before:
+            return pid
+        time.sleep(0.005)
+    raise RuntimeError(f"haproxy {spec.name} did not answer from a new worker within 10 s of SIGUSR2")

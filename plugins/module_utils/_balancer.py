@@ -36,6 +36,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._member import (
     MemberRequest,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._poll import Clock, Sleep, poll_until
+from ansible_collections.fleet.rollout.plugins.module_utils._reload import ReloadWatch, haproxy_runs
 from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_name, validate_names
 
 DESIRED_STATES = ("enabled", "drained", "maintenance")
@@ -75,6 +76,7 @@ class BalancerMember:
     check_mode: bool = False
     clock: Clock = time.monotonic
     sleep: Sleep = time.sleep
+    process_runs: t.Callable[[int], bool] = haproxy_runs  # whether a reloaded balancer's old process runs
     warnings: list[str] = dataclasses.field(default_factory=list, init=False)
 
     # -- input ------------------------------------------------------------------------------------------
@@ -129,7 +131,7 @@ class BalancerMember:
             elif self.request.state == "enabled":
                 self.wait_until_up(members)
             self.poll(members)  # the state each member is left in
-            changed = changed or any(m.sessions_killed for m in members)
+            changed = changed or any(m.sessions_killed or m.reasserted for m in members)
         return self.result(changed, members)
 
     def locate(self, weight: Weight | None) -> list[Member]:
@@ -284,7 +286,12 @@ class BalancerMember:
     def drain(self, members: list[Member]) -> None:
         """Wait until, everywhere the server was set to drain, no session or queued request is left."""
         started = self.clock()
-        left = self.wait_until_idle(members, started, started + self.request.drain_timeout)
+        deadline = started + self.request.drain_timeout
+        reloads = ReloadWatch(list({id(m.balancer): m.balancer for m in members}.values()), self.process_runs)
+        reloads.begin()
+        left = self.wait_until_idle(members, started, deadline)
+        if not left:
+            self.wait_for_previous_processes(reloads, deadline)
         if left and self.request.shutdown_sessions:
             for member in left:
                 member.sessions_killed = member.now.scur
@@ -295,7 +302,13 @@ class BalancerMember:
                 f"{self.request.server} was set to drain but still had sessions after drain_timeout "
                 f"{self.request.drain_timeout:g}s: "
                 + "; ".join(
-                    f"{m.where}: {m.now.scur} sessions, {m.now.qcur} queued, status {m.now.status}"
+                    f"{m.where}: {m.now.scur} sessions, {m.now.qcur} queued, status {m.now.status}, "
+                    f"admin state {m.now.admin_state}"
+                    + (
+                        f", found back in rotation and drained again {m.reasserted} times"
+                        if m.reasserted
+                        else ""
+                    )
                     for m in left
                 ),
                 changed=True,
@@ -310,7 +323,9 @@ class BalancerMember:
         def all_idle() -> bool:
             now = self.poll(pending)
             for member in list(pending):
-                if member.now.out_of_rotation and member.now.idle:
+                if not member.now.out_of_rotation:
+                    self.reassert(member)
+                elif member.now.out_of_rotation and member.now.idle:
                     member.idle_polls += 1
                     if member.idle_polls == 1:
                         member.idle_since = now
@@ -324,6 +339,42 @@ class BalancerMember:
         # Past the deadline, a member seen idle once still gets the poll that confirms it.
         self._poll(all_idle, deadline, overtime=lambda: any(m.idle_polls for m in pending))
         return pending
+
+    def wait_for_previous_processes(self, reloads: ReloadWatch, deadline: float) -> None:
+        """A balancer reloaded during the drain: its previous process may still serve the server's
+        sessions, which the new one does not count. Wait until that process is gone."""
+        running, unseen = reloads.previous_processes()
+        self.warnings.extend(unseen)
+        if not running:
+            return
+        started = self.clock()
+        if not self._poll(lambda: not any(map(reloads.runs, running.values())), deadline):
+            raise TimeoutExpiredError(
+                f"{self.request.server} was drained, but HAProxy was reloaded during the drain and its "
+                f"previous process still ran at drain_timeout {self.request.drain_timeout:g}s, perhaps "
+                "serving the server's sessions: "
+                + ", ".join(f"{where} (pid {pid})" for where, pid in running.items()),
+                changed=True,
+            )
+        self.warnings.append(
+            "HAProxy was reloaded during the drain: waited "
+            f"{self.clock() - started:.1f}s for its previous process to end its connections ("
+            + ", ".join(f"{where}, pid {pid}" for where, pid in running.items())
+            + ")"
+        )
+
+    def reassert(self, member: Member) -> None:
+        """The server is back in rotation while this run waits for its drain: send the drain again."""
+        member.reasserted += 1
+        member.idle_polls = 0
+        # the weight this run set is lost with the rest of the runtime state
+        again = [c for c in member.commands if c.setting != "state"] + [Command("state", "drain")]
+        for command in again:
+            member.balancer.set_server(member.backend, member.before.server, command.setting, command.value)
+        self.warnings.append(
+            f"{self.request.server} was found back in rotation ({member.where}, status {member.now.status}) "
+            "while draining, as after a reload that did not keep the runtime state: drained again"
+        )
 
     def wait_until_up(self, members: list[Member]) -> None:
         """Poll until the balancers' own health checks report every member UP."""
@@ -352,46 +403,8 @@ class BalancerMember:
 
     # -- reporting --------------------------------------------------------------------------------------
 
-    def predicted(self, member: Member) -> tuple[str, str, int]:
-        """Admin state, status and weight the member ends with, from its plan (for check mode)."""
-        snap, state = member.before, member.before.admin_state
-        for command in member.all_commands():
-            if command.setting == "state":
-                state = command.value
-        weights = [int(c.value) for c in member.all_commands() if c.setting == "weight"]
-        weight = weights[-1] if weights else snap.weight
-        if not any(c.setting == "state" for c in member.all_commands()):
-            return snap.admin_state, snap.status, weight
-        status = {"ready": "UP", "drain": "DRAIN", "maint": "MAINT"}[state]
-        return state, status, weight
-
     def describe(self, member: Member) -> dict[str, t.Any]:
-        before = member.before
-        if self.check_mode or member.latest is None:
-            admin_after, status_after, weight_after = self.predicted(member)
-        else:
-            admin_after, status_after, weight_after = (
-                member.latest.admin_state,
-                member.latest.status,
-                member.latest.weight,
-            )
-        return {
-            "balancer": member.balancer.address,
-            "backend": member.backend,
-            "server": before.server,
-            "status_before": before.status,
-            "status_after": status_after,
-            "admin_state_before": before.admin_state,
-            "admin_state_after": admin_after,
-            "weight_before": before.weight,
-            "weight_after": weight_after,
-            "sessions_at_start": before.scur,
-            "queued_at_start": before.qcur,
-            "drain_seconds": member.drain_seconds,
-            "up_seconds": member.up_seconds,
-            "sessions_killed": member.sessions_killed,
-            "commands": [c.describe(member.backend, before.server) for c in member.all_commands()],
-        }
+        return member.describe(predicted=self.check_mode)
 
     def result(self, changed: bool, members: list[Member]) -> dict[str, t.Any]:
         described = [self.describe(m) for m in members]

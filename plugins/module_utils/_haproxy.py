@@ -291,6 +291,14 @@ class RuntimeApiClient:
             self._fail("show cli level", answer)
         return answer
 
+    def process_id(self) -> int | None:
+        """The pid of the HAProxy process that answers (``show info``): a reload answers from a new one."""
+        for line in self.execute("show info").splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "Pid" and value.strip().isdigit():
+                return int(value.strip())
+        return None
+
     def require_admin(self) -> None:
         """Fail clearly, before any change, when this socket cannot change server state.
 

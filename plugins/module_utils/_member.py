@@ -76,6 +76,9 @@ class Member:
     sessions_killed: int | None = None
     idle_polls: int = 0
     idle_since: float = 0.0
+    # Times the drain was found undone while waiting (a reload that lost the runtime state, another
+    # tool) and sent again.
+    reasserted: int = 0
 
     @property
     def where(self) -> str:
@@ -94,3 +97,45 @@ class Member:
 
     def takes_capacity_away(self) -> bool:
         return self.before.serving and any(c.setting == "state" for c in self.all_commands())
+
+    def predicted(self) -> tuple[str, str, int]:
+        """Admin state, status and weight the member ends with, from its plan (for check mode)."""
+        snap, state = self.before, self.before.admin_state
+        for command in self.all_commands():
+            if command.setting == "state":
+                state = command.value
+        weights = [int(c.value) for c in self.all_commands() if c.setting == "weight"]
+        weight = weights[-1] if weights else snap.weight
+        if not any(c.setting == "state" for c in self.all_commands()):
+            return snap.admin_state, snap.status, weight
+        status = {"ready": "UP", "drain": "DRAIN", "maint": "MAINT"}[state]
+        return state, status, weight
+
+    def describe(self, predicted: bool) -> dict[str, t.Any]:
+        before = self.before
+        if predicted or self.latest is None:
+            admin_after, status_after, weight_after = self.predicted()
+        else:
+            admin_after, status_after, weight_after = (
+                self.latest.admin_state,
+                self.latest.status,
+                self.latest.weight,
+            )
+        return {
+            "balancer": self.balancer.address,
+            "backend": self.backend,
+            "server": before.server,
+            "status_before": before.status,
+            "status_after": status_after,
+            "admin_state_before": before.admin_state,
+            "admin_state_after": admin_after,
+            "weight_before": before.weight,
+            "weight_after": weight_after,
+            "sessions_at_start": before.scur,
+            "queued_at_start": before.qcur,
+            "drain_seconds": self.drain_seconds,
+            "up_seconds": self.up_seconds,
+            "sessions_killed": self.sessions_killed,
+            "drain_reasserted": self.reasserted,
+            "commands": [c.describe(self.backend, before.server) for c in self.all_commands()],
+        }

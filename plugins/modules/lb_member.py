@@ -71,6 +71,10 @@ options:
     description:
       - Seconds to wait for the sessions of a draining server to finish.
       - After that the module fails, unless O(shutdown_sessions) is set.
+      - A server found back in rotation meanwhile (a reload that lost the runtime state) is drained again.
+        When HAProxy was reloaded during the drain, its previous process still serves the sessions it had,
+        which the new one does not count; with a unix socket (or a loopback address) the module waits
+        until that process has ended, within this timeout; elsewhere it warns that it cannot see them.
     type: float
     default: 60
   shutdown_sessions:
@@ -215,6 +219,12 @@ members:
       description: Sessions killed after O(drain_timeout) when O(shutdown_sessions=true); null if none were.
       type: int
       sample: 2
+    drain_reasserted:
+      description:
+        - Times the server was found back in rotation while the drain was waited for (an HAProxy reload
+          that did not keep its runtime state, another tool) and was drained again; each is also a warning.
+      type: int
+      sample: 0
     commands:
       description: The runtime API commands sent (or, in check mode, that would be sent).
       type: list

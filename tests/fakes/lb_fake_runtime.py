@@ -155,6 +155,7 @@ class FakeRuntimeApi:
         self.level = level
         self.tcp = tcp
         self.canned = canned or {}  # fixed answers (real HAProxy transcripts) that win over the model
+        self.pid = 4242  # the answering process's (a reload starts a new one)
         self.servers: dict[tuple[str, str], FakeServer] = {}
         self.received: list[bytes] = []  # every byte, per connection
         self.lock = threading.RLock()
@@ -190,10 +191,13 @@ class FakeRuntimeApi:
     def answer(self, command: str) -> str:
         with self.lock:
             words = command.split()
-            if command in self.canned:
-                return self.canned[command]
-            if command == "show cli level":
-                return f"{self.level}\n\n"
+            fixed = {
+                "show cli level": f"{self.level}\n\n",
+                "show info": f"Name: HAProxy\nVersion: 2.6.12\nPid: {self.pid}\n\n",
+                **self.canned,
+            }
+            if command in fixed:
+                return fixed[command]
             if words[:2] == ["show", "stat"]:
                 return self.show_stat(words[2] if len(words) > 2 and words[2] != "-1" else None)
             if words[:3] == ["show", "servers", "state"]:

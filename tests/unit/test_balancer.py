@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -29,7 +29,12 @@ def api() -> Iterator[FakeRuntimeApi]:
         yield fake
 
 
-def run(*fakes: FakeRuntimeApi, check_mode: bool = False, **request: Any) -> dict[str, Any]:
+def run(
+    *fakes: FakeRuntimeApi,
+    check_mode: bool = False,
+    process_runs: Callable[[int], bool] = lambda pid: False,
+    **request: Any,
+) -> dict[str, Any]:
     clock = FakeTime(*fakes)
     member = BalancerMember(
         [RuntimeApiClient(fake.address) for fake in fakes],
@@ -37,6 +42,7 @@ def run(*fakes: FakeRuntimeApi, check_mode: bool = False, **request: Any) -> dic
         check_mode=check_mode,
         clock=clock.clock,
         sleep=clock.sleep,
+        process_runs=process_runs,
     )
     return member.apply()
 
@@ -85,6 +91,92 @@ def test_drain_timeout_fails_naming_the_sessions_and_leaves_the_server_drained(a
 
     assert caught.value.details["changed"] is True
     assert api.server("app01").admin == FORCED_DRAIN
+
+
+def test_a_drain_undone_while_waiting_is_sent_again_and_said(api: FakeRuntimeApi) -> None:
+    # A reload that did not keep the runtime state puts the server back in rotation mid-drain.
+    server = api.server("app01")
+    server.sessions = [6]
+    tick, ticks = api.tick, []
+
+    def tick_then_reload() -> None:
+        tick()
+        ticks.append(1)
+        if len(ticks) == 2:
+            server.admin = 0
+
+    api.tick = tick_then_reload  # type: ignore[method-assign]
+    result = run(api, state="drained", drain_to="maint")
+
+    assert api.set_commands == [
+        "set server app/app01 state drain",
+        "set server app/app01 state drain",
+        "set server app/app01 state maint",
+    ]
+    [member] = result["members"]
+    assert (member["drain_reasserted"], member["status_after"]) == (1, "MAINT")
+    assert "found back in rotation" in result["warnings"][0] and "drained again" in result["warnings"][0]
+
+
+def test_a_server_drained_before_and_undone_while_waiting_is_drained_again(api: FakeRuntimeApi) -> None:
+    server = api.server("app01")
+    server.admin, server.sessions = FORCED_DRAIN, [4]
+    tick = api.tick
+
+    def tick_then_reload() -> None:
+        tick()
+        server.admin = 0 if server.sessions == [3] else server.admin
+
+    api.tick = tick_then_reload  # type: ignore[method-assign]
+    result = run(api, state="drained")
+
+    assert api.set_commands == ["set server app/app01 state drain"]
+    assert result["changed"] is True and result["members"][0]["admin_state_after"] == "drain"
+
+
+def test_a_drain_timeout_names_the_admin_state_it_saw(api: FakeRuntimeApi) -> None:
+    api.server("app01").sessions = [1000]
+
+    with pytest.raises(TimeoutExpiredError, match=r"1 sessions, 0 queued, status DRAIN, admin state drain$"):
+        run(api, state="drained", drain_timeout=1)
+
+
+def reload_after_first_tick(api: FakeRuntimeApi) -> list[int]:
+    """The balancer is reloaded (a new process, the drain kept) after one tick; the ticks counted."""
+    tick, ticks = api.tick, []
+
+    def tick_then_reload() -> None:
+        tick()
+        ticks.append(1)
+        api.pid = 5000
+
+    api.tick = tick_then_reload  # type: ignore[method-assign]
+    return ticks
+
+
+def test_a_drain_across_a_reload_waits_for_the_previous_process_to_end(api: FakeRuntimeApi) -> None:
+    ticks = reload_after_first_tick(api)  # idle at once in the new process, whose counters start at 0
+
+    result = run(api, state="drained", process_runs=lambda pid: pid == 4242 and len(ticks) < 10)
+
+    assert len(ticks) >= 10  # 2 s of polls at 0.2 s: until the previous process was gone
+    assert any("waited 1.8s for its previous process" in w and "pid 4242" in w for w in result["warnings"]), (
+        result["warnings"]
+    )
+
+
+def test_a_previous_process_still_running_at_drain_timeout_fails_the_drain(api: FakeRuntimeApi) -> None:
+    reload_after_first_tick(api)
+
+    with pytest.raises(TimeoutExpiredError, match=r"reloaded during the drain.*still ran.*pid 4242"):
+        run(api, state="drained", drain_timeout=1, process_runs=lambda pid: pid == 4242)
+
+
+def test_a_drain_without_a_reload_does_not_wait_for_any_process(api: FakeRuntimeApi) -> None:
+    result = run(api, state="drained", process_runs=lambda pid: True)
+
+    assert result["warnings"] == []
+    assert [c for c in api.commands if c == "show info"] == ["show info", "show info"]
 
 
 def test_drain_timeout_with_shutdown_sessions_kills_and_reports_them(api: FakeRuntimeApi) -> None:

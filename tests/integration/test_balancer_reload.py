@@ -1,0 +1,74 @@
+"""An HAProxy reload during a drain, on the lab's real HAProxy (master-worker, SIGUSR2): the drain lost
+with the runtime state is sent again, and the drain ends only once the previous process has finished the
+sessions that the new one cannot count."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.fleet import Lab
+from tests.integration.lb_playbooks import Playbook, Watch, servers_state, stat
+from tests.integration.test_lb_member import Answer, slow_request
+
+MODULE = "fleet.rollout.lb_member"
+
+
+def drain_across_a_reload(lab: Lab, tmp_path: Path, keep_state: bool) -> tuple[dict, Answer, float]:
+    """app01 drains while a slow request is on it; the balancer is reloaded once HAProxy shows the drain.
+    The drain's result, the slow request's answer, and when the playbook returned (wall clock)."""
+    lb = lab.balancers[0]
+    answers: list[Answer] = []
+    threads = [threading.Thread(target=slow_request, args=(lb.frontend_url, 6, answers)) for _ in lab.hosts]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    while stat(lab, "app01")["scur"] != "1":
+        time.sleep(0.02)
+
+    def reload_once_drained(lab: Lab) -> bool:
+        drained = servers_state(lab)["app01"][1] == "8"
+        if drained:
+            lab.reload_balancer("lb1", keep_state=keep_state)
+        return drained
+
+    playbook = (
+        Playbook(tmp_path, lab)
+        .call("drain", MODULE, socket=[str(lb.socket)], server="app01", state="drained", drain_timeout=20)
+        .stamp("after")
+    )
+    with Watch(lab, reload_once_drained):
+        done, results = playbook.run()
+    for thread in threads:
+        thread.join()
+    assert done.rc == 0, done.stdout[-3000:]
+    [mine] = [a for a in answers if a.host == "app01"]
+    return results["drain"], mine, float(results["after"])
+
+
+@pytest.mark.lab(hosts=3)
+def test_a_lossy_reload_during_a_drain_is_drained_again_and_waited_out(lab: Lab, tmp_path: Path) -> None:
+    drain, slow, returned = drain_across_a_reload(lab, tmp_path, keep_state=False)
+
+    [member] = drain["members"]
+    assert member["drain_reasserted"] >= 1, drain
+    assert (member["status_after"], member["admin_state_after"]) == ("DRAIN", "drain"), drain
+    assert servers_state(lab)["app01"][1] == "8"  # drained in the new process
+    assert slow.status == 200
+    assert slow.finished <= returned, "the drain ended while the previous process still served app01"
+    warnings = " ".join(drain["warnings"])
+    assert "found back in rotation" in warnings and "previous process" in warnings, warnings
+
+
+@pytest.mark.lab(hosts=3)
+def test_a_reload_that_keeps_the_state_still_waits_for_the_previous_process(lab: Lab, tmp_path: Path) -> None:
+    drain, slow, returned = drain_across_a_reload(lab, tmp_path, keep_state=True)
+
+    [member] = drain["members"]
+    assert member["drain_reasserted"] == 0, drain  # the state file kept the drain
+    assert slow.status == 200
+    assert slow.finished <= returned, "the drain ended while the previous process still served app01"
+    assert "previous process" in " ".join(drain["warnings"]), drain
