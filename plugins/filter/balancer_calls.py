@@ -9,7 +9,7 @@ import typing as t
 from ansible.errors import AnsibleFilterError
 
 CONTROLLER = "localhost"
-KNOWN_KEYS = frozenset({"name", "socket", "host", "backends"})
+KNOWN_KEYS = frozenset({"name", "socket", "host", "backends", "server_state_file"})
 
 
 def balancer_calls(balancers: t.Any) -> list[dict[str, t.Any]]:
@@ -28,6 +28,8 @@ def balancer_calls(balancers: t.Any) -> list[dict[str, t.Any]]:
         call = calls.setdefault(host, {"host": host, "sockets": [], "backends": []})
         if balancer["socket"] not in call["sockets"]:  # several targets' lists name the same balancer
             call["sockets"].append(balancer["socket"])
+        if balancer.get("server_state_file"):
+            call.setdefault("state_files", {})[balancer["socket"]] = balancer["server_state_file"]
         for backend in balancer.get("backends") or []:
             if backend not in call["backends"]:
                 call["backends"].append(backend)

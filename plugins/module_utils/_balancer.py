@@ -21,6 +21,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     NotFoundError,
     TimeoutExpiredError,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import write_text_atomically
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
     ADMIN_FORCED_DRAIN,
     ADMIN_FORCED_MAINT,
@@ -77,6 +78,7 @@ class BalancerMember:
     clock: Clock = time.monotonic
     sleep: Sleep = time.sleep
     process_runs: t.Callable[[int], bool] = haproxy_runs  # whether a reloaded balancer's old process runs
+    state_files: t.Mapping[str, str] = dataclasses.field(default_factory=dict)  # socket -> server-state-file
     warnings: list[str] = dataclasses.field(default_factory=list, init=False)
 
     # -- input ------------------------------------------------------------------------------------------
@@ -271,6 +273,15 @@ class BalancerMember:
                 member.balancer.set_server(
                     member.backend, member.before.server, command.setting, command.value
                 )
+            if commands:
+                self.save_state(member.balancer)
+
+    def save_state(self, balancer: RuntimeApiClient) -> None:
+        """Where the balancer loads its runtime state from on a reload (server_state_files), the state as
+        it is now, so that even a reload that does not save it first keeps what this run set."""
+        path = self.state_files.get(balancer.address)
+        if path:
+            write_text_atomically(path, balancer.execute("show servers state"), durable=False)
 
     def poll(self, members: list[Member]) -> float:
         """Observe every balancer that holds one of ``members`` once; returns the time of the look."""
@@ -371,6 +382,7 @@ class BalancerMember:
         again = [c for c in member.commands if c.setting != "state"] + [Command("state", "drain")]
         for command in again:
             member.balancer.set_server(member.backend, member.before.server, command.setting, command.value)
+        self.save_state(member.balancer)
         self.warnings.append(
             f"{self.request.server} was found back in rotation ({member.where}, status {member.now.status}) "
             "while draining, as after a reload that did not keep the runtime state: drained again"

@@ -22,25 +22,16 @@ def fsync_dir(path: str) -> None:
             os.close(fd)
 
 
-def write_json_atomically(
-    path: str,
-    document: t.Mapping[str, t.Any],
-    *,
-    durable: bool = True,
-    indent: int = 2,
-    sort_keys: bool = True,
-    mode: int = 0o644,
-) -> None:
-    """Replace ``path`` with ``document`` as JSON: written to a unique hidden file beside it, then renamed
-    over it, so a reader (or a process killed mid-write, or a write from a signal handler that interrupts
-    another) sees the old or the new file, whole. ``durable`` also syncs the file and its directory, which
-    only matters when the machine itself crashes."""
+def write_text_atomically(path: str, text: str, *, durable: bool = True, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text``: written to a unique hidden file beside it, then renamed over it, so
+    a reader (or a process killed mid-write, or a write from a signal handler that interrupts another)
+    sees the old or the new file, whole. ``durable`` also syncs the file and its directory, which only
+    matters when the machine itself crashes."""
     folder = os.path.dirname(path) or "."
     fd, fresh = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=indent, sort_keys=sort_keys, default=str)
-            handle.write("\n")
+            handle.write(text)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -51,6 +42,20 @@ def write_json_atomically(
             os.unlink(fresh)
     if durable:
         fsync_dir(folder)
+
+
+def write_json_atomically(
+    path: str,
+    document: t.Mapping[str, t.Any],
+    *,
+    durable: bool = True,
+    indent: int = 2,
+    sort_keys: bool = True,
+    mode: int = 0o644,
+) -> None:
+    """Replace ``path`` with ``document`` as JSON, atomically (write_text_atomically)."""
+    text = json.dumps(document, indent=indent, sort_keys=sort_keys, default=str) + "\n"
+    write_text_atomically(path, text, durable=durable, mode=mode)
 
 
 def iso_time(timestamp: float) -> str:

@@ -115,6 +115,14 @@ options:
       - Seconds between two observations while waiting for a drain, a health check or capacity.
     type: float
     default: 0.2
+  server_state_files:
+    description:
+      - For balancers whose configuration has C(server-state-file) (and C(load-server-state-from-file)),
+        the file of each such socket, a dict from a socket of O(socket) to its path. After each change the
+        module writes the balancer's C(show servers state) there (atomically), so that a reload which does
+        not save the state first still keeps what this module set, a drain above all.
+    type: dict
+    default: {}
 notes:
   - A server whose status is DOWN while it drains (its application died) counts as drained once it has
     no session left; its status never reads DRAIN.

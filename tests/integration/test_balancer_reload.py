@@ -72,3 +72,26 @@ def test_a_reload_that_keeps_the_state_still_waits_for_the_previous_process(lab:
     assert slow.status == 200
     assert slow.finished <= returned, "the drain ended while the previous process still served app01"
     assert "previous process" in " ".join(drain["warnings"]), drain
+
+
+@pytest.mark.lab(hosts=3)
+def test_with_its_state_file_kept_current_a_lossy_reload_keeps_the_drain(lab: Lab, tmp_path: Path) -> None:
+    lb = lab.balancers[0]
+    state_file = str(lb.spec.server_state_file)
+    done, results = (
+        Playbook(tmp_path, lab)
+        .call(
+            "drain",
+            MODULE,
+            socket=[str(lb.socket)],
+            server="app01",
+            state="drained",
+            server_state_files={str(lb.socket): state_file},
+        )
+        .run()
+    )
+    assert done.rc == 0 and results["drain"]["changed"], done.stdout[-3000:]
+
+    lab.reload_balancer("lb1", keep_state=False)  # no save before it: the module's file is what loads
+
+    assert servers_state(lab)["app01"][1] == "8", "the drain did not survive the reload"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ def run(
     *fakes: FakeRuntimeApi,
     check_mode: bool = False,
     process_runs: Callable[[int], bool] = lambda pid: False,
+    state_files: dict[str, str] | None = None,
     **request: Any,
 ) -> dict[str, Any]:
     clock = FakeTime(*fakes)
@@ -43,6 +45,7 @@ def run(
         clock=clock.clock,
         sleep=clock.sleep,
         process_runs=process_runs,
+        state_files=state_files or {},
     )
     return member.apply()
 
@@ -177,6 +180,32 @@ def test_a_drain_without_a_reload_does_not_wait_for_any_process(api: FakeRuntime
 
     assert result["warnings"] == []
     assert [c for c in api.commands if c == "show info"] == ["show info", "show info"]
+
+
+def admin_state_saved(text: str, server: str) -> str:
+    [row] = [line.split() for line in text.splitlines() if line.split()[3:4] == [server]]
+    return row[6]  # srv_admin_state
+
+
+def test_each_change_is_saved_where_the_balancer_loads_its_state_on_a_reload(
+    api: FakeRuntimeApi, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "server-state"
+    drained = run(api, state="drained", state_files={api.address: str(state_file)})
+    saved_drained = state_file.read_text()
+    run(api, state="enabled", state_files={api.address: str(state_file)})
+
+    assert drained["changed"] is True
+    assert saved_drained.startswith("1\n# be_id")  # what `show servers state` answers, whole
+    assert admin_state_saved(saved_drained, "app01") == "8"  # forced drain
+    assert admin_state_saved(state_file.read_text(), "app01") == "0"  # ready again after the enable
+
+
+def test_nothing_is_saved_when_nothing_changes(api: FakeRuntimeApi, tmp_path: Path) -> None:
+    state_file = tmp_path / "server-state"
+    run(api, state="enabled", state_files={api.address: str(state_file)})
+
+    assert not state_file.exists()
 
 
 def test_drain_timeout_with_shutdown_sessions_kills_and_reports_them(api: FakeRuntimeApi) -> None:

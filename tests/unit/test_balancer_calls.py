@@ -39,3 +39,25 @@ def test_a_balancer_named_twice_is_called_once() -> None:
 def test_bad_balancers_are_refused_by_name(balancers: object, named: str) -> None:
     with pytest.raises(AnsibleFilterError, match=named.replace("[", r"\[").replace("]", r"\]")):
         balancer_calls(balancers)
+
+
+def test_the_server_state_files_go_with_their_sockets() -> None:
+    balancers = [
+        {"socket": "/run/lb1.sock", "server_state_file": "/var/lib/haproxy/lb1-state"},
+        {"socket": "/run/lb2.sock"},
+        {"socket": "tcp://127.0.0.1:9999", "host": "lb3", "server_state_file": "/var/lib/haproxy/state"},
+    ]
+    assert balancer_calls(balancers) == [
+        {
+            "host": "localhost",
+            "sockets": ["/run/lb1.sock", "/run/lb2.sock"],
+            "backends": [],
+            "state_files": {"/run/lb1.sock": "/var/lib/haproxy/lb1-state"},
+        },
+        {
+            "host": "lb3",
+            "sockets": ["tcp://127.0.0.1:9999"],
+            "backends": [],
+            "state_files": {"tcp://127.0.0.1:9999": "/var/lib/haproxy/state"},
+        },
+    ]
