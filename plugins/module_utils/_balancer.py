@@ -30,6 +30,13 @@ from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
     Weight,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy_address import RuntimeApiAddress
+from ansible_collections.fleet.rollout.plugins.module_utils._hold import (
+    HoldFiles,
+    HoldWatcher,
+    held_warnings,
+    start_watcher,
+    stop_watcher,
+)
 from ansible_collections.fleet.rollout.plugins.module_utils._member import (
     CapacityFloor,
     Command,
@@ -80,6 +87,7 @@ class BalancerMember:
     process_runs: t.Callable[[int], bool] = haproxy_runs  # whether a reloaded balancer's old process runs
     state_files: t.Mapping[str, str] = dataclasses.field(default_factory=dict)  # socket -> server-state-file
     warnings: list[str] = dataclasses.field(default_factory=list, init=False)
+    held: list[dict[str, t.Any]] = dataclasses.field(default_factory=list, init=False)
 
     # -- input ------------------------------------------------------------------------------------------
 
@@ -117,6 +125,10 @@ class BalancerMember:
         weight, floor = self.validate()
         for balancer in self.balancers:
             balancer.require_admin()
+        hold = HoldFiles.of(self.request.server, [b.address for b in self.balancers])
+        if not self.check_mode:
+            self.held = stop_watcher(hold)  # before the look: a watcher may still drain it again
+            self.warnings.extend(held_warnings(self.request.server, self.held))
         members = self.locate(weight)
         guard = floor if self.request.state in ("drained", "maintenance") else None
         if guard is not None and self.check_mode:
@@ -130,6 +142,8 @@ class BalancerMember:
                 self.send(members, after_drain=False)
             if self.request.state == "drained":
                 self.drain(members)
+                if self.request.hold > 0:
+                    self.start_holding(hold, members)
             elif self.request.state == "enabled":
                 self.wait_until_up(members)
             self.poll(members)  # the state each member is left in
@@ -323,7 +337,7 @@ class BalancerMember:
                     for m in left
                 ),
                 changed=True,
-                members=[self.describe(m) for m in members],
+                members=[m.describe(predicted=self.check_mode) for m in members],
             )
         self.send(members, after_drain=True)
 
@@ -351,28 +365,32 @@ class BalancerMember:
         self._poll(all_idle, deadline, overtime=lambda: any(m.idle_polls for m in pending))
         return pending
 
+    def start_holding(self, files: HoldFiles, members: list[Member]) -> None:
+        """Leave a watcher that drains the server again wherever it is found back in rotation."""
+        watched = [(m.balancer, m.backend) for m in members]
+        start_watcher(
+            HoldWatcher(
+                files,
+                self.request.server,
+                watched,
+                self.request.hold,
+                self.request.poll_interval,
+                self.save_state,
+            )
+        )
+
     def wait_for_previous_processes(self, reloads: ReloadWatch, deadline: float) -> None:
         """A balancer reloaded during the drain: its previous process may still serve the server's
         sessions, which the new one does not count. Wait until that process is gone."""
-        running, unseen = reloads.previous_processes()
-        self.warnings.extend(unseen)
-        if not running:
-            return
-        started = self.clock()
-        if not self._poll(lambda: not any(map(reloads.runs, running.values())), deadline):
+        wait = reloads.wait_for_previous(lambda done: self._poll(done, deadline), self.clock)
+        if wait.left:
             raise TimeoutExpiredError(
                 f"{self.request.server} was drained, but HAProxy was reloaded during the drain and its "
                 f"previous process still ran at drain_timeout {self.request.drain_timeout:g}s, perhaps "
-                "serving the server's sessions: "
-                + ", ".join(f"{where} (pid {pid})" for where, pid in running.items()),
+                f"serving the server's sessions: {wait.left}",
                 changed=True,
             )
-        self.warnings.append(
-            "HAProxy was reloaded during the drain: waited "
-            f"{self.clock() - started:.1f}s for its previous process to end its connections ("
-            + ", ".join(f"{where}, pid {pid}" for where, pid in running.items())
-            + ")"
-        )
+        self.warnings.extend(wait.warnings)
 
     def reassert(self, member: Member) -> None:
         """The server is back in rotation while this run waits for its drain: send the drain again."""
@@ -407,7 +425,7 @@ class BalancerMember:
             f"{self.request.server} did not come UP within up_timeout {self.request.up_timeout:g}s: "
             + "; ".join(f"{m.where}: {_status_line(m)}" for m in pending),
             changed=any(m.commands for m in members),
-            members=[self.describe(m) for m in members],
+            members=[m.describe(predicted=self.check_mode) for m in members],
         )
 
     def _poll(self, attempt: t.Callable[[], bool], deadline: float, **options: t.Any) -> bool:
@@ -415,11 +433,8 @@ class BalancerMember:
 
     # -- reporting --------------------------------------------------------------------------------------
 
-    def describe(self, member: Member) -> dict[str, t.Any]:
-        return member.describe(predicted=self.check_mode)
-
     def result(self, changed: bool, members: list[Member]) -> dict[str, t.Any]:
-        described = [self.describe(m) for m in members]
+        described = [m.describe(predicted=self.check_mode) for m in members]
         diff: dict[str, dict[str, t.Any]] = {"before": {}, "after": {}}
         for member, row in zip(members, described):
             for side in ("before", "after"):
@@ -430,5 +445,6 @@ class BalancerMember:
             "state": self.request.state,
             "members": described,
             "diff": diff,
+            "held": self.held,
             "warnings": list(dict.fromkeys(self.warnings)),  # capacity waits plan again
         }

@@ -37,6 +37,7 @@ MEMBER_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "timeout": {"type": "float", "default": 5},
     "poll_interval": {"type": "float", "default": 0.2},
     "server_state_files": {"type": "dict", "default": {}},
+    "hold": {"type": "float", "default": 0},
 }
 MEMBER_SPEC_CONSTRAINTS: dict[str, t.Any] = {"required_one_of": [("state", "weight")]}
 

@@ -45,6 +45,7 @@ class MemberRequest:
     min_healthy: t.Any = None
     capacity_timeout: float = 60.0
     poll_interval: float = 0.2
+    hold: float = 0.0  # seconds a watcher keeps a drained server out of rotation after the drain
 
 
 @dataclass(frozen=True)

@@ -61,3 +61,26 @@ class ReloadWatch:
                     f"process (pid {before}) still serves cannot be seen from here"
                 )
         return running, unseen
+
+    def wait_for_previous(
+        self, poll: t.Callable[[t.Callable[[], bool]], bool], clock: t.Callable[[], float]
+    ) -> PreviousProcessWait:
+        """Poll (``poll(done) -> done in time``) until the previous processes found running are gone."""
+        running, unseen = self.previous_processes()
+        if not running:
+            return PreviousProcessWait(warnings=unseen)
+        started = clock()
+        named = ", ".join(f"{where}, pid {pid}" for where, pid in running.items())
+        if not poll(lambda: not any(map(self.runs, running.values()))):
+            return PreviousProcessWait(warnings=unseen, left=named)
+        waited = (
+            f"HAProxy was reloaded during the drain: waited {clock() - started:.1f}s for its previous "
+            f"process to end its connections ({named})"
+        )
+        return PreviousProcessWait(warnings=[*unseen, waited])
+
+
+@dataclasses.dataclass(frozen=True)
+class PreviousProcessWait:
+    warnings: list[str]
+    left: str = ""  # the previous processes still running when the wait ended, named

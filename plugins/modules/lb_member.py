@@ -115,6 +115,16 @@ options:
       - Seconds between two observations while waiting for a drain, a health check or capacity.
     type: float
     default: 0.2
+  hold:
+    description:
+      - With O(state=drained), seconds to keep the server out of rotation after the drain. A watcher left
+        on the host that runs this task (a detached process) reads the balancers every O(poll_interval) and
+        drains the server again wherever it is found back in rotation (an HAProxy reload that did not keep
+        the runtime state, another tool), until the hold is over or the next C(lb_member) task for this
+        server on the same sockets ends it, which it does before anything else and reports in RV(held).
+      - 0 leaves no watcher.
+    type: float
+    default: 0
   server_state_files:
     description:
       - For balancers whose configuration has C(server-state-file) (and C(load-server-state-from-file)),
@@ -171,6 +181,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+held:
+  description:
+    - What the watcher of an earlier O(hold) on this server did before this task ended it, one entry each
+      time it found the server back in rotation and drained it again (each is also a warning).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"at": "2026-12-03T14:05:01.250Z", "balancer": "/run/haproxy/admin.sock", "backend": "app"}]
 members:
   description:
     - The server in each backend of each balancer acted on.

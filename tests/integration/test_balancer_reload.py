@@ -13,6 +13,7 @@ import pytest
 from lab.fleet import Lab
 from tests.integration.lb_playbooks import Playbook, Watch, servers_state, stat
 from tests.integration.test_lb_member import Answer, slow_request
+from tests.support import deploy_under_traffic, fleet_state
 
 MODULE = "fleet.rollout.lb_member"
 
@@ -95,3 +96,56 @@ def test_with_its_state_file_kept_current_a_lossy_reload_keeps_the_drain(lab: La
     lab.reload_balancer("lb1", keep_state=False)  # no save before it: the module's file is what loads
 
     assert servers_state(lab)["app01"][1] == "8", "the drain did not survive the reload"
+
+
+class ReloadWhileTwoAreDrained(threading.Thread):
+    """Watches the balancer every 5 ms; once two servers are drained at once, reloads it without saving
+    the state (once), then notes when each of those two is out of rotation again in the new process."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(daemon=True)
+        self.lab = lab
+        self.reloaded_at: float | None = None
+        self.drained: list[str] = []
+        self.out_again: dict[str, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                admin = {name: row[1] for name, row in servers_state(self.lab).items()}
+            except (OSError, IndexError):
+                continue  # between two processes
+            if self.reloaded_at is None:
+                drained = sorted(name for name, state in admin.items() if state != "0")
+                if len(drained) >= 2:
+                    self.drained = drained
+                    self.lab.reload_balancer("lb1", keep_state=False)
+                    self.reloaded_at = time.monotonic()
+            else:
+                for name in self.drained:
+                    if admin.get(name, "0") != "0" and name not in self.out_again:
+                        self.out_again[name] = time.monotonic() - self.reloaded_at
+            time.sleep(0.005)
+
+
+@pytest.mark.lab(hosts=6)
+def test_a_lossy_reload_with_two_hosts_drained_puts_neither_back_for_long(lab: Lab) -> None:
+    watcher = ReloadWhileTwoAreDrained(lab)
+    watcher.start()
+    try:
+        run, seen = deploy_under_traffic(
+            lab, "v2", "-e", "rollout_window=3", "-e", "rollout_canary_bake=0", rate=100, warmup=1.5
+        )
+    finally:
+        watcher.done.set()
+        watcher.join()
+
+    assert run.rc == 0, run.stdout[-3000:]
+    assert watcher.reloaded_at is not None, "no moment with two hosts drained"
+    # out of rotation again at once in the new process (or kept by a host's own re-drain), each within 0.3 s
+    assert set(watcher.out_again) == set(watcher.drained), (watcher.drained, watcher.out_again)
+    assert max(watcher.out_again.values()) <= 0.3, watcher.out_again
+    assert seen.failed <= 5, seen.failures()[:10]
+    assert fleet_state(lab) == {h.name: ("v2", "UP") for h in lab.hosts}
+    print(f"reload with {watcher.drained} drained: out again after {watcher.out_again}, {seen.failed} failed")
