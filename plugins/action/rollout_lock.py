@@ -4,9 +4,23 @@
 
 from __future__ import annotations
 
-from ansible_collections.fleet.rollout.plugins.module_utils._lock_task import TASK
+import dataclasses
+import os
+import typing as t
+
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import Holder
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_task import TASK, run_lock
 from ansible_collections.fleet.rollout.plugins.plugin_utils._controller_side import ControllerSideAction
 
 
+def run_lock_in_controller(
+    params: dict[str, t.Any], check_mode: bool = False, diff: bool = False
+) -> dict[str, t.Any]:
+    """run_lock in an ansible-core worker process: forked by the ansible-playbook process (ansible-core
+    forks every worker from it, 2.17 to 2.21), whose end frees a lock taken with bind_to_controller."""
+    controller = Holder.of(os.getppid()) if params.get("bind_to_controller") else None
+    return run_lock(params, check_mode, diff, controller=controller)
+
+
 class ActionModule(ControllerSideAction):
-    TASK = TASK
+    TASK = dataclasses.replace(TASK, runner=run_lock_in_controller)

@@ -36,6 +36,11 @@ description:
     phase. Tasks outside the roles are C(preflight), or C(after) once the host's cycle began; they count
     only on the hosts of the plays on the target (a report play on C(localhost) adds no host). A task in
     flight is shown as the host's C(running).
+  - "An audit of the rollout locks the run took from another run: C(lock_takeovers), one entry per
+    M(fleet.rollout.rollout_lock) task whose result has a C(takeover), with that reason (C(expired),
+    C(holder_gone): its ansible-playbook process was gone, C(forced): broken with C(force), as
+    C(-e deploy_lock_force=true) does), the C(previous_holder) it was taken from, the message and when
+    (C(at)). The key is there only when the run took a lock over."
   - The file is written as the run goes, replaced atomically (a temporary file renamed over it) at most
     every O(write_interval) seconds and never later than that after a change. A run killed at any moment,
     even with SIGKILL, leaves a whole JSON journal whose C(result) is C(running). A run ended by SIGTERM, by
@@ -112,6 +117,7 @@ if TYPE_CHECKING:
     from ansible.playbook.task import Task
 
 JOURNAL_DIR_VAR = "rollout_journal_dir"
+LOCK_ACTIONS = frozenset({"fleet.rollout.rollout_lock", "rollout_lock"})
 DECISION_FACT = "deploy_roll"  # the deploy playbook's "Sort the targets by how their roll ended"
 ENDED_EARLY = "ansible-playbook ended before the play recap (interrupted, or stopped by an error)"
 TERMINATED = "ansible-playbook was terminated (SIGTERM) before the play recap"
@@ -213,6 +219,7 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
     def v2_runner_on_ok(self, result: Any) -> None:
         host, task, data = result_parts(result)
         self._note_decision(data)
+        self._note_lock_takeover(task, data)
         self._finished_task(host, task, _journal.CHANGED if data.get("changed") else _journal.OK, None)
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
@@ -353,6 +360,19 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
                     worse=[str(reason) for reason in worse] if isinstance(worse, list) else [],
                     max_failures=budget if isinstance(budget, int) and not isinstance(budget, bool) else None,
                 )
+
+    def _note_lock_takeover(self, task: Task, data: Mapping[str, Any]) -> None:
+        """A rollout lock this run took from another (its result's takeover: expired, holder_gone,
+        forced), audited with the holder it was taken from."""
+        if (getattr(task, "resolved_action", None) or task.action) not in LOCK_ACTIONS:
+            return
+        takeover = data.get("takeover")
+        if not isinstance(takeover, str) or not takeover:
+            return
+        with self._lock:
+            if self._journal is not None:
+                self._journal.lock_taken(takeover, data.get("previous_holder"), data.get("msg"), time.time())
+                self._changed()
 
     def _changed(self) -> None:
         if self._file is not None and not self._finished:

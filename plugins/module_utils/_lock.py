@@ -45,7 +45,12 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
     os_errors,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import fsync_dir, parse_time
-from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import LockRecord, Seen
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import (
+    Holder,
+    LockRecord,
+    Seen,
+    holder_is_gone,
+)
 from ansible_collections.fleet.rollout.plugins.module_utils._poll import poll_until
 from ansible_collections.fleet.rollout.plugins.module_utils._validate import (
     first_control_character,
@@ -60,6 +65,10 @@ GUARD_POLL_INTERVAL = 0.01
 GUARD_TIMEOUT = 30.0  # seconds to wait for another process's read-judge-act step (milliseconds in practice)
 ATTEMPTS = 5  # rounds of read-judge-act when a lock changes under us (only possible without flock)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+# Why a lock was taken from another run (the result's takeover, the journal's lock_takeovers).
+EXPIRED = "expired"
+HOLDER_GONE = "holder_gone"
+FORCED = "forced"
 # flock() is missing on some network filesystems; the atomic link/rename protocol still holds there.
 FLOCK_UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS)
 
@@ -116,7 +125,12 @@ class LockManager:
         check_mode: bool = False,
         now: t.Callable[[], float] = time.time,
         guard_timeout: float = GUARD_TIMEOUT,
+        *,
+        holder: Holder | None = None,
+        is_gone: t.Callable[[int, str | None], bool] = holder_is_gone,
     ) -> None:
+        """``holder``: the process whose end frees a lock acquired here (None: only its TTL does);
+        ``is_gone`` tells whether the holder process of a record of this host has gone."""
         directory = os.path.expanduser(directory)
         if not os.path.isabs(directory):
             # A module and the controller-side action run in different working directories.
@@ -128,6 +142,8 @@ class LockManager:
         self.check_mode = check_mode
         self.now = now
         self.guard_timeout = guard_timeout
+        self.holder = holder
+        self.is_gone = is_gone
         self.path = os.path.join(directory, name + ".lock")
 
     # ---- the two states ----
@@ -136,8 +152,9 @@ class LockManager:
         """Hold the lock for ``run_id``: create it, keep it, renew our expired one, or take it over.
 
         A live lock of ``run_id`` is kept as it is (no change; its expiry is not extended). An expired
-        one of ``run_id`` is renewed with a fresh TTL. An expired lock of another run is taken over; a
-        live one raises ConflictError naming its holder, unless ``force`` breaks it.
+        one of ``run_id`` is renewed with a fresh TTL. A lock of another run is taken over when it expired
+        or when its holder process is gone from this host (see LockRecord.holder_gone); a live one raises
+        ConflictError naming its holder, unless ``force`` breaks it.
         """
         validate_run_id(run_id)
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
@@ -148,7 +165,7 @@ class LockManager:
             for _attempt in range(ATTEMPTS):
                 seen = self._read()
                 now = self.now()
-                record = LockRecord.new(self.name, run_id, ttl, now)
+                record = LockRecord.new(self.name, run_id, ttl, now, self.holder)
                 if seen is None:
                     if self.check_mode or self._create(record):
                         return self._result(
@@ -156,30 +173,45 @@ class LockManager:
                         )
                     continue
                 if seen.record is not None and seen.record.run_id == run_id:
-                    if not seen.record.is_expired(now):
-                        message = f"rollout lock {self.name!r} is already held by this run ({run_id})"
-                        return self._result(seen, seen.record, message, changed=False)
-                    message = f"renewed the expired rollout lock {self.name!r} of this run ({run_id})"
-                    if self._replace(seen, record):
-                        return self._result(seen, record, message)
+                    kept = self._keep_own(seen, seen.record, record, now)
+                    if kept is not None:
+                        return kept
                     continue
-                stale = seen.record if seen.record is not None and seen.record.is_expired(now) else None
-                if stale is None and not force:
-                    raise self._held_error(
-                        seen,
-                        now,
-                        f"run {run_id} cannot acquire it; set force to break it if that run is gone",
-                    )
-                if stale is not None:
-                    message = (
-                        f"took over rollout lock {self.name!r} from {stale.describe()}: it expired at "
-                        f"{stale.expires_at}, {human_duration(now - stale.expires())} ago"
-                    )
-                else:
-                    message = self._broke(seen, now)
+                takeover, message = self._judge_other(seen, record, now, force)
                 if self._replace(seen, record):
-                    return self._result(seen, record, message, previous=seen, warn=True)
+                    return self._result(seen, record, message, previous=seen, warn=True, takeover=takeover)
             raise self._unsettled()
+
+    def _keep_own(
+        self, seen: Seen, own: LockRecord, record: LockRecord, now: float
+    ) -> dict[str, t.Any] | None:
+        """Our own lock: kept while live, renewed once expired; None when it changed under us."""
+        if not own.is_expired(now):
+            message = f"rollout lock {self.name!r} is already held by this run ({own.run_id})"
+            return self._result(seen, own, message, changed=False)
+        message = f"renewed the expired rollout lock {self.name!r} of this run ({own.run_id})"
+        return self._result(seen, record, message) if self._replace(seen, record) else None
+
+    def _judge_other(self, seen: Seen, record: LockRecord, now: float, force: bool) -> tuple[str, str]:
+        """Why the lock ``seen`` of another run may go to ``record`` now, and the warning saying so;
+        ConflictError naming the holder when it may not."""
+        held = seen.record
+        if held is not None and held.is_expired(now):
+            return EXPIRED, (
+                f"took over rollout lock {self.name!r} from {held.describe()}: it expired at "
+                f"{held.expires_at}, {human_duration(now - held.expires())} ago"
+            )
+        if held is not None and held.holder_gone(record.host, self.is_gone):
+            return HOLDER_GONE, (
+                f"took over rollout lock {self.name!r} from {held.describe()}{self._since(seen, now)}: its "
+                f"ansible-playbook process {held.holder_pid} on {held.host} is gone (killed or crashed), so "
+                f"the lock did not wait for its expiry at {held.expires_at}"
+            )
+        if force:
+            return FORCED, self._broke(seen, now)
+        raise self._held_error(
+            seen, now, f"run {record.run_id} cannot acquire it; set force to break it if that run is gone"
+        )
 
     def release(self, run_id: str, force: bool = False) -> dict[str, t.Any]:
         """Give the lock up: only its holder (``run_id``) may, unless ``force``; no lock is no change."""
@@ -203,8 +235,9 @@ class LockManager:
                 else:
                     message = self._broke(seen, now)
                 if self.check_mode or self._remove(seen, "released" if own else "broken"):
-                    previous = None if own else seen
-                    return self._result(seen, None, message, previous=previous, warn=not own)
+                    if own:
+                        return self._result(seen, None, message)
+                    return self._result(seen, None, message, previous=seen, warn=True, takeover=FORCED)
             raise self._unsettled()
 
     # ---- reading and judging ----
@@ -269,6 +302,7 @@ class LockManager:
         changed: bool = True,
         previous: Seen | None = None,
         warn: bool = False,
+        takeover: str | None = None,
     ) -> dict[str, t.Any]:
         if self.check_mode and changed:
             message += " (check mode: nothing was changed)"
@@ -278,6 +312,7 @@ class LockManager:
             "lock": after.owner() if after else None,
             "previous_holder": previous.holder() if previous else None,
             "taken_over": previous is not None and after is not None,
+            "takeover": takeover,
             "path": self.path,
             "diff": {
                 "before": before.diff_text() if before else "",

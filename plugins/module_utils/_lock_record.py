@@ -1,5 +1,6 @@
 # Private to this collection: not a public API, may change without notice.
-"""What a rollout lock file holds: who holds the lock, since when and until when."""
+"""What a rollout lock file holds: who holds the lock, since when and until when, and optionally the
+controller process whose end frees it (see :class:`Holder`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,56 @@ import typing as t
 from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import iso_time, parse_time
 
 RECORD_FORMAT = 1
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+
+
+@dataclasses.dataclass(frozen=True)
+class Holder:
+    """The process whose life a lock follows (the ansible-playbook process), and what tells it apart from
+    a later process with the same pid: ``started`` is ``<boot id> <start time in clock ticks>`` from
+    /proc, or None where /proc is absent (then the pid alone, which a reused pid can fool)."""
+
+    pid: int
+    started: str | None
+
+    @classmethod
+    def of(cls, pid: int) -> Holder:
+        return cls(pid, process_started(pid))
+
+
+def process_started(pid: int) -> str | None:
+    """``<boot id> <start ticks>`` of ``pid`` (Linux /proc), None when /proc cannot tell."""
+    try:
+        with open(BOOT_ID_PATH, encoding="ascii") as handle:
+            boot_id = handle.read().strip()
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except (OSError, ValueError):
+        return None
+    # Field 2, the command name, may hold spaces and parentheses: count the fields after its last ")".
+    after_name = stat[stat.rfind(b")") + 2 :].split()
+    if not boot_id or len(after_name) < 20:
+        return None
+    return f"{boot_id} {after_name[19].decode('ascii', 'replace')}"  # field 22, starttime
+
+
+def holder_is_gone(pid: int, started: str | None) -> bool:
+    """Whether the holder process no longer runs on this host; False whenever that is not certain."""
+    if pid < 2:
+        return False  # 0 and negative pids are process groups, 1 is init: never a holder
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # it runs, as another user
+    except OSError:
+        return False
+    if started is None:
+        return False
+    now_started = process_started(pid)
+    # Another start time (or boot) under the same pid: the pid was reused, the holder is gone.
+    return now_started is not None and now_started != started
 
 
 def current_user() -> str:
@@ -38,9 +89,13 @@ class LockRecord:
     # Random per acquisition: two records never have the same bytes, so a rename that moved a newer
     # lock than the one judged is always noticed.
     token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
+    # The ansible-playbook process whose end frees the lock (bind_to_controller), else None; records of
+    # older versions have neither field.
+    holder_pid: int | None = None
+    holder_started: str | None = None
 
     @classmethod
-    def new(cls, name: str, run_id: str, ttl: int, now: float) -> LockRecord:
+    def new(cls, name: str, run_id: str, ttl: int, now: float, holder: Holder | None = None) -> LockRecord:
         return cls(
             name=name,
             run_id=run_id,
@@ -51,6 +106,8 @@ class LockRecord:
             acquired_at=iso_time(int(now)),
             expires_at=iso_time(int(now) + ttl),
             ttl=ttl,
+            holder_pid=holder.pid if holder else None,
+            holder_started=holder.started if holder else None,
         )
 
     @classmethod
@@ -66,6 +123,11 @@ class LockRecord:
         for key in ("pid", "ttl"):
             if not isinstance(fields[key], int) or isinstance(fields[key], bool):
                 raise ValueError(f"{key} is missing or not an integer")
+        holder_pid = fields["holder_pid"]
+        if holder_pid is not None and (not isinstance(holder_pid, int) or isinstance(holder_pid, bool)):
+            raise ValueError("holder_pid is not an integer")
+        if fields["holder_started"] is not None and not isinstance(fields["holder_started"], str):
+            raise ValueError("holder_started is not a string")
         parse_time(fields["acquired_at"])
         parse_time(fields["expires_at"])
         return cls(**fields)
@@ -87,7 +149,15 @@ class LockRecord:
         return now >= self.expires()
 
     def describe(self) -> str:
-        return f"run {self.run_id} ({self.user} on {self.host}, pid {self.pid})"
+        pid = self.pid if self.holder_pid is None else self.holder_pid
+        return f"run {self.run_id} ({self.user} on {self.host}, pid {pid})"
+
+    def holder_gone(self, this_host: str, is_gone: t.Callable[[int, str | None], bool]) -> bool:
+        """Whether the record's holder process is known to be gone: only a holder on this same host can
+        be looked at; elsewhere the TTL stands."""
+        if self.holder_pid is None or self.host != this_host:
+            return False
+        return is_gone(self.holder_pid, self.holder_started)
 
     def diff_text(self) -> str:
         return "".join(f"{key}: {value}\n" for key, value in self.owner().items())

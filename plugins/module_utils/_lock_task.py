@@ -14,6 +14,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._lock import (
     DEFAULT_TTL,
     LockManager,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import Holder
 from ansible_collections.fleet.rollout.plugins.module_utils._task_interface import TaskInterface
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
@@ -23,13 +24,22 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     ttl=dict(type="int", default=DEFAULT_TTL),
     force=dict(type="bool", default=False),
     directory=dict(type="path", default=DEFAULT_DIRECTORY),
+    bind_to_controller=dict(type="bool", default=False),
 )
 SPEC_CONSTRAINTS: dict[str, t.Any] = {}
 
 
-def run_lock(params: dict[str, t.Any], check_mode: bool = False, diff: bool = False) -> dict[str, t.Any]:
-    """Bring the lock the validated params name to their state."""
-    manager = LockManager(params["directory"], params["name"], check_mode=check_mode)
+def run_lock(
+    params: dict[str, t.Any],
+    check_mode: bool = False,
+    diff: bool = False,
+    controller: Holder | None = None,
+) -> dict[str, t.Any]:
+    """Bring the lock the validated params name to their state. ``controller`` is the ansible-playbook
+    process when the task runs inside it (the action plugin); a module cannot know it, so there
+    bind_to_controller binds nothing and the TTL alone applies."""
+    holder = controller if params.get("bind_to_controller") else None
+    manager = LockManager(params["directory"], params["name"], check_mode=check_mode, holder=holder)
     if params["state"] == "released":
         result = manager.release(params["run_id"], force=params["force"])
     else:

@@ -34,6 +34,12 @@ description:
     winner; a takeover racing with yet another acquisition is then not fully protected.
   - A rollout that is killed (for example by Ctrl-C) keeps its lock until the lock expires, then the
     next rollout takes it over. Choose O(ttl) above the longest rollout.
+  - With O(bind_to_controller=true) the lock also ends with the C(ansible-playbook) process that took it;
+    when that process no longer runs (killed with SIGKILL, crashed, its machine rebooted), the next run on
+    the same host (the same host name) takes the lock over at once, with a warning naming the dead holder
+    and RV(takeover=holder_gone), instead of waiting for the TTL. A holder on another host keeps its lock
+    until its TTL. On Linux the record also holds the process's start time and the boot id, so a reused
+    process id is not mistaken for the holder; without C(/proc) the process id alone is checked.
 extends_documentation_fragment:
   - fleet.rollout.attributes
 attributes:
@@ -75,7 +81,9 @@ options:
     description:
       - With O(state=acquired), take the lock even from a live holder of another run.
       - With O(state=released), remove the lock whoever holds it.
-      - Either way the result names the previous holder in RV(previous_holder) and a warning.
+      - Either way the result names the previous holder in RV(previous_holder) and a warning, and
+        RV(takeover) is V(forced). The deploy playbook sets it from C(deploy_lock_force), and the journal
+        of C(fleet.rollout.rollout_journal) records the holder that was broken.
     type: bool
     default: false
   directory:
@@ -85,6 +93,19 @@ options:
       - Every rollout of the same target must use the same host and directory.
     type: path
     default: ~/.ansible/fleet-rollout-locks
+  bind_to_controller:
+    description:
+      - Tie the lock to the C(ansible-playbook) process of this run, as well as to its TTL, for a lock
+        taken and released in the same run (the deploy playbook's); once that process is gone, a later
+        run on the same host takes the lock over at once.
+      - Only when the task runs inside the controller (the action plugin, with a local connection, no
+        C(become), no task C(environment)); as a module on a target it binds nothing and the TTL alone
+        applies.
+      - Leave it V(false) for a lock that outlives the C(ansible-playbook) run that takes it.
+      - Only used with O(state=acquired).
+    type: bool
+    default: false
+    version_added: 1.1.0
 notes:
   - The lock directory must be on a local filesystem or one that supports C(flock) and hard links across
     all hosts that use it (NFSv4 does), to be safe against every race.
@@ -159,6 +180,16 @@ lock:
     ttl:
       description: The lock's time to live in seconds.
       type: int
+    holder_pid:
+      description:
+        - The C(ansible-playbook) process whose end frees the lock (O(bind_to_controller)); null when only
+          the TTL does.
+      type: int
+    holder_started:
+      description:
+        - The boot id and start time (clock ticks since boot) of RV(lock.holder_pid) on Linux, which tell
+          it from a later process with the same id; null without C(/proc) or without a holder.
+      type: str
   sample:
     name: app
     run_id: k3v9x0q2m1c8d7ze
@@ -168,6 +199,8 @@ lock:
     acquired_at: "2025-01-31T10:00:00+00:00"
     expires_at: "2025-01-31T12:00:00+00:00"
     ttl: 7200
+    holder_pid: 41200
+    holder_started: "0b1f6f4e-2c55-4b3e-9a0e-6c1d2f3a4b5c 8812345"
 previous_holder:
   description:
     - The owner record of the lock of another run that was taken over (expired), broken with O(force), or
@@ -185,10 +218,20 @@ previous_holder:
     expires_at: "2025-01-31T08:00:00+00:00"
     ttl: 3600
 taken_over:
-  description: Whether the lock was taken from another run (expired, or live with O(force)) when acquiring.
+  description: Whether the lock was taken from another run (expired, its holder gone, or live with O(force))
+    when acquiring.
   returned: always
   type: bool
   sample: false
+takeover:
+  description:
+    - Why the lock of RV(previous_holder) was taken or broken; null when none was.
+    - V(expired) (past its TTL), V(holder_gone) (its C(ansible-playbook) process no longer runs on this
+      host, see O(bind_to_controller)), or V(forced) (O(force), also when releasing).
+  returned: always
+  type: str
+  sample: holder_gone
+  version_added: 1.1.0
 path:
   description: The lock file.
   returned: always

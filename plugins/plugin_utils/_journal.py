@@ -219,6 +219,7 @@ class Journal:
         self.summary: dict[str, list[str]] | None = None
         self.worse: list[str] = []
         self.max_failures: int | None = None
+        self.lock_takeovers: list[dict[str, Any]] = []
 
     # ---- what the callback reports ------------------------------------------------------------------
     def set(self, **settings: Any) -> None:
@@ -284,6 +285,18 @@ class Journal:
         """What the playbook decided beyond the recap: release analysis's reasons, the failure budget."""
         self.worse, self.max_failures = [str(reason) for reason in worse], max_failures
 
+    def lock_taken(self, takeover: str, previous_holder: Any, msg: Any, at: float) -> None:
+        """A rollout lock was taken from another run (expired, its holder gone, or broken with force): the
+        audit of whom this run took it from, and why."""
+        self.lock_takeovers.append(
+            {
+                "takeover": str(takeover),
+                "previous_holder": plain(previous_holder),
+                "msg": short(msg),
+                "at": timestamp(at),
+            }
+        )
+
     def finish(self, totals: Mapping[str, HostTotals], at: float) -> None:
         """The play recap arrived: every host's outcome, the summary and the result (see _outcome)."""
         for record in self.hosts.values():
@@ -323,6 +336,8 @@ class Journal:
             data["msg"] = self.msg
         if self.summary is not None:
             data["summary"] = self.summary
+        if self.lock_takeovers:
+            data["lock_takeovers"] = self.lock_takeovers
         data["plays"] = self.plays
         data["hosts"] = {name: record.to_dict() for name, record in self.hosts.items()}
         return data

@@ -3,7 +3,10 @@ module on another Python, and two or more playbooks racing for the same lock."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
 import typing as t
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.fleet.rollout.plugins.module_utils._lock import LockManager
+from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import Holder
 
 from tests.support import (
     VENV_BIN,
@@ -430,3 +434,108 @@ def test_the_deploy_playbook_pattern_stops_before_preflight_when_locked(tmp_path
     assert "Stand-in for the preflight checks" not in run.stdout
     assert "Roll (stand-in)" not in run.stdout
     assert json.loads((locks / "app.lock").read_text())["run_id"] == "other-run"
+
+
+# ---- dead holders and deploy_lock_force, through the playbooks' own take_lock.yml (issue 14, item 3) ----
+
+PLAYBOOK_TASKS = Path(__file__).resolve().parents[2] / "playbooks" / "tasks"
+# The Python ansible-playbook itself runs on, named as its shebang names it: a lock task with it as the
+# interpreter runs inside the controller (the venv may be a symlink, whose other path would ship a module).
+CONTROLLER_PYTHON = (VENV_BIN / "ansible-playbook").read_text().splitlines()[0].removeprefix("#!").strip()
+
+
+def take_lock_playbook(tmp_path: Path, go: Path) -> Path:
+    """The deploy playbook's lock tasks on localhost: take, hold until ``go`` exists when hold=true,
+    release."""
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "tasks": [
+            {"ansible.builtin.import_tasks": str(PLAYBOOK_TASKS / "take_lock.yml")},
+            {
+                "name": "Hold the lock",
+                "ansible.builtin.debug": {"msg": "holding"},
+                "until": f"'{go}' is exists",
+                "retries": 100000,
+                "delay": 0.05,
+                "when": "hold | default(false) | bool",
+            },
+            {"ansible.builtin.import_tasks": str(PLAYBOOK_TASKS / "release_lock.yml")},
+        ],
+    }
+    playbook = tmp_path / "take_lock.yml"
+    playbook.write_text(json.dumps([play]))
+    return playbook
+
+
+def one_line(run: PlaybookRun) -> str:
+    """stdout and stderr (warnings) with every line break a space: a wrapped warning reads whole."""
+    return " ".join((run.stdout + run.stderr).split())
+
+
+def test_a_lock_whose_ansible_playbook_was_killed_is_taken_over_at_once(tmp_path: Path) -> None:
+    locks, go = tmp_path / "locks", tmp_path / "go"
+    playbook = take_lock_playbook(tmp_path, go)
+    command = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)]
+    command += ["-e", f"ansible_python_interpreter={CONTROLLER_PYTHON}", "-e", f"deploy_lock_dir={locks}"]
+    holder = subprocess.Popen(
+        [*command, "-e", "hold=true"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ansible_env(**isolated_env(tmp_path)),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (locks / "app.lock").exists() and time.monotonic() < deadline and holder.poll() is None:
+            time.sleep(0.1)
+        held = json.loads((locks / "app.lock").read_text())
+        assert held["holder_pid"] == holder.pid  # the ansible-playbook process, not its worker
+        holder.send_signal(signal.SIGKILL)  # no atexit, no callback: the lock stays behind
+        holder.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(holder.pid, signal.SIGKILL)  # its orphaned worker, still polling
+        holder.wait()
+    assert json.loads((locks / "app.lock").read_text())["run_id"] == held["run_id"]
+
+    run = run_on_localhost(
+        playbook,
+        "-e",
+        f"deploy_lock_dir={locks}",
+        python=CONTROLLER_PYTHON,
+        timeout=120,
+        **isolated_env(tmp_path),
+    )
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    output = one_line(run)
+    assert f"took over rollout lock 'app' from run {held['run_id']}" in output
+    assert f"its ansible-playbook process {holder.pid} on {held['host']} is gone" in output
+    assert not (locks / "app.lock").exists()  # and the run gave it back as usual
+
+
+def test_deploy_lock_force_breaks_a_live_lock_and_the_journal_records_it(tmp_path: Path) -> None:
+    locks, journals = tmp_path / "locks", tmp_path / "journal"
+    playbook = take_lock_playbook(tmp_path, tmp_path / "go")
+    # A live holder on this host: this test's own process.
+    held = LockManager(str(locks), "app", holder=Holder.of(os.getpid())).acquire("other-run")["lock"]
+    journal_env = {**isolated_env(tmp_path), "ANSIBLE_CALLBACKS_ENABLED": "fleet.rollout.rollout_journal"}
+    args = ["-e", f"deploy_lock_dir={locks}", "-e", f"rollout_journal_dir={journals}"]
+
+    refused = run_on_localhost(playbook, *args, timeout=120, **journal_env)
+    assert refused.rc == 2, refused.stdout[-3000:]
+    assert "rollout lock 'app' is held by run other-run" in refused.stdout
+    assert json.loads((locks / "app.lock").read_text())["run_id"] == "other-run"
+    assert all("lock_takeovers" not in json.loads(p.read_text()) for p in journals.glob("*.json"))
+
+    forced = run_on_localhost(playbook, *args, "-e", "deploy_lock_force=true", timeout=120, **journal_env)
+    assert forced.rc == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
+    assert f"broke rollout lock 'app' held by run other-run ({held['user']} on {held['host']}" in one_line(
+        forced
+    )
+    assert not (locks / "app.lock").exists()
+    audited = [json.loads(p.read_text()) for p in journals.glob("*.json")]
+    [takeover] = [entry for journal in audited for entry in journal.get("lock_takeovers", [])]
+    assert takeover["takeover"] == "forced"
+    assert takeover["previous_holder"] == held
+    assert takeover["msg"].startswith("broke rollout lock 'app' held by run other-run")

@@ -573,3 +573,18 @@ def test_a_writer_killed_at_random_moments_leaves_a_whole_journal(tmp_path: Path
 def test_the_journal_has_the_window_with_counts_as_numbers(raw: object, recorded: object) -> None:
     """``-e rollout_window=3`` and ``-e rollout_window=[1,3]`` arrive as text: the journal has 3, [1, 3]."""
     assert _count(raw, 1) == recorded
+
+
+def test_a_lock_taken_from_another_run_is_audited_with_its_holder() -> None:
+    journal = Journal("run", 0.0)
+    assert "lock_takeovers" not in journal.to_dict(1.0)  # only a run that took a lock over has the key
+    holder = {"name": "app", "run_id": "other-run", "host": "ctl01", "holder_pid": 977}
+    journal.lock_taken("forced", holder, "broke rollout lock 'app' held by run other-run", 1.5)
+    [entry] = journal.to_dict(2.0)["lock_takeovers"]
+    assert entry == {
+        "takeover": "forced",
+        "previous_holder": holder,
+        "msg": "broke rollout lock 'app' held by run other-run",
+        "at": timestamp(1.5),
+    }
+    json.dumps(journal.to_dict(2.0))  # stays plain JSON
