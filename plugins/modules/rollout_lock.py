@@ -99,8 +99,8 @@ options:
         taken and released in the same run (the deploy playbook's); once that process is gone, a later
         run on the same host takes the lock over at once.
       - Only when the task runs inside the controller (the action plugin, with a local connection, no
-        C(become), no task C(environment), the controller's own Python); as a module it binds nothing and the TTL alone
-        applies.
+        C(become), no task C(environment), the controller's own Python); as a module it binds nothing
+        and the TTL alone applies.
       - Leave it V(false) for a lock that outlives the C(ansible-playbook) run that takes it.
       - Only used with O(state=acquired).
     type: bool
