@@ -14,7 +14,6 @@ the previous or the next complete journal, never a partial one.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import write_json_atomically
+from ansible_collections.fleet.rollout.plugins.plugin_utils._json_values import plain, short
 from ansible_collections.fleet.rollout.plugins.plugin_utils._outcome import decide
 
 FORMAT_VERSION = 1
@@ -54,7 +54,6 @@ ANALYSIS = "judge"  # the deploy role's judge.yml: release analysis (gates, bake
 
 _ROLE_FILE = re.compile(r"(?:^|/)roles/(deploy|rollback)/tasks/([^/]+?)\.ya?ml(?::\d+)?$")
 _NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-MSG_LIMIT = 2000
 
 
 def phase_of(chain: Sequence[str], *, in_role: bool) -> str | None:
@@ -91,28 +90,6 @@ def file_name(run_id: str, target: str) -> str:
 def new_run_id(now: float, pid: int) -> str:
     """Sortable and unique on one controller: ``20260509T073525Z-4242``."""
     return f"{datetime.fromtimestamp(now, tz=UTC):%Y%m%dT%H%M%SZ}-{pid}"
-
-
-def plain(value: Any) -> Any:
-    """A JSON value made of plain types (templated values may be subclasses, or odd types)."""
-    if isinstance(value, Mapping):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    for kind in (bool, int, float, str):  # bool first: it is an int
-        if isinstance(value, kind):
-            return kind(value)
-    return None if value is None else str(value)
-
-
-def short(message: Any) -> str | None:
-    """A message for the journal: text, at most MSG_LIMIT characters."""
-    if message is None or message == "":
-        return None
-    text = message if isinstance(message, str) else json.dumps(plain(message))
-    return text if len(text) <= MSG_LIMIT else text[: MSG_LIMIT - 3] + "..."
 
 
 @dataclass
@@ -286,16 +263,9 @@ class Journal:
         self.worse, self.max_failures = [str(reason) for reason in worse], max_failures
 
     def lock_taken(self, takeover: str, previous_holder: Any, msg: Any, at: float) -> None:
-        """A rollout lock was taken from another run (expired, its holder gone, or broken with force): the
-        audit of whom this run took it from, and why."""
-        self.lock_takeovers.append(
-            {
-                "takeover": str(takeover),
-                "previous_holder": plain(previous_holder),
-                "msg": short(msg),
-                "at": timestamp(at),
-            }
-        )
+        """A rollout lock taken from another run (expired, its holder gone, forced): from whom, and why."""
+        entry = {"takeover": str(takeover), "previous_holder": plain(previous_holder), "msg": short(msg)}
+        self.lock_takeovers.append({**entry, "at": timestamp(at)})
 
     def finish(self, totals: Mapping[str, HostTotals], at: float) -> None:
         """The play recap arrived: every host's outcome, the summary and the result (see _outcome)."""
