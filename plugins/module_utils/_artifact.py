@@ -15,6 +15,12 @@ import zlib
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import InvalidInputError
 
 CHECKSUM_ALGORITHMS = ("sha256", "sha512")
+MIB = 1024 * 1024
+# Without max_unpacked_size an archive may fill its filesystem up to this margin, the smaller of the two:
+# 10% of a small filesystem (a container's, a tmpfs) still leaves it usable, 100 MiB of a big one is
+# room for logs while someone looks.
+KEEP_FREE_FRACTION = 0.10
+KEEP_FREE_BYTES = 100 * MIB
 FILTER_ERROR: t.Any = getattr(tarfile, "FilterError", ())  # () catches nothing where filters are missing
 
 
@@ -138,8 +144,9 @@ def copy_tree_into(src: str, dest: str) -> None:
     shutil.copystat(src, dest)
 
 
-def extract_tar(archive: str, dest: str) -> None:
-    """Unpack a (compressed) tar into the existing empty directory ``dest``, member by member, checked."""
+def extract_tar(archive: str, dest: str, limit: UnpackLimit | None = None) -> None:
+    """Unpack a (compressed) tar into the existing empty directory ``dest``, member by member, checked;
+    nothing at all when it is empty or unpacks to more than ``limit``."""
     dest = os.path.realpath(dest)
     # Where Python has extraction filters, "data" refuses what leaves ``dest``; check_member elsewhere.
     has_filter = hasattr(tarfile, "data_filter")
@@ -147,6 +154,7 @@ def extract_tar(archive: str, dest: str) -> None:
     directories = []
     try:
         with tarfile.open(archive, "r:*") as tar:
+            check_contents(tar, archive, limit)
             for member in tar:
                 if not has_filter:
                     check_member(member, dest)
@@ -170,6 +178,73 @@ def extract_tar(archive: str, dest: str) -> None:
         os.chmod(path, member.mode)
         os.utime(path, (member.mtime, member.mtime))
     check_links_inside(dest)
+
+
+def format_size(size: int) -> str:
+    """``1536`` -> ``1.5 KiB``: sizes in messages, readable and still exact enough to compare."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = size / 1024
+    units = ["KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 and len(units) > 1:
+        value /= 1024
+        units.pop(0)
+    return f"{value:.1f} {units[0]}"
+
+
+def filesystem_space(path: str) -> tuple[int, int]:
+    """(size, bytes available to unprivileged writers) of the filesystem that holds ``path``."""
+    stats = os.statvfs(path)
+    return stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize
+
+
+@dataclasses.dataclass(frozen=True)
+class UnpackLimit:
+    """How much an archive may unpack to, and where that number comes from (for the refusal)."""
+
+    size: int
+    reason: str
+
+    @classmethod
+    def for_folder(cls, folder: str, max_unpacked_size: int | None) -> UnpackLimit:
+        """``max_unpacked_size`` if given, but never more than ``folder``'s filesystem can take while
+        keeping its margin free (KEEP_FREE_FRACTION of it or KEEP_FREE_BYTES, the smaller)."""
+        total, available = filesystem_space(folder)
+        keep_free = min(int(total * KEEP_FREE_FRACTION), KEEP_FREE_BYTES)
+        free_limit = max(available - keep_free, 0)
+        if max_unpacked_size is not None and max_unpacked_size <= free_limit:
+            return cls(max_unpacked_size, f"max_unpacked_size ({format_size(max_unpacked_size)})")
+        return cls(
+            free_limit,
+            f"what the filesystem of {folder} can take ({format_size(free_limit)}: "
+            f"{format_size(available)} free, of which {format_size(keep_free)} stay free)",
+        )
+
+
+def check_contents(tar: tarfile.TarFile, archive: str, limit: UnpackLimit | None) -> None:
+    """Read every header before anything is unpacked: refuse an archive with nothing but directories, or
+    whose files add up to more than ``limit``. Stops at the member that crosses the limit: a bomb
+    costs no more reading than the limit itself."""
+    total = 0
+    members = 0
+    has_content = False
+    for member in tar:
+        members += 1
+        has_content = has_content or not member.isdir()
+        total += member.size if member.isfile() else 0
+        if limit is not None and total > limit.size:
+            raise InvalidInputError(
+                f"refusing archive {archive}: its files add up to at least {format_size(total)} "
+                f"({total} bytes in its first {members} members), more than {limit.reason}",
+                src=archive,
+                unpacked_size=total,
+                limit=limit.size,
+            )
+    if not has_content:
+        what = f"only {members} directories" if members else "no members"
+        raise InvalidInputError(
+            f"refusing archive {archive}: it is empty ({what}), not a release", src=archive
+        )
 
 
 @dataclasses.dataclass(frozen=True)

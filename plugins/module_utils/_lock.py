@@ -33,7 +33,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import re
 import secrets
 import time
 import typing as t
@@ -52,10 +51,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import 
     holder_is_gone,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._poll import poll_until
-from ansible_collections.fleet.rollout.plugins.module_utils._validate import (
-    first_control_character,
-    validate_file_name,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_plain_name
 
 NAME_MAX_LENGTH = 100
 RUN_ID_MAX_LENGTH = 200
@@ -64,7 +60,6 @@ DEFAULT_TTL = 3600
 GUARD_POLL_INTERVAL = 0.01
 GUARD_TIMEOUT = 30.0  # seconds to wait for another process's read-judge-act step (milliseconds in practice)
 ATTEMPTS = 5  # rounds of read-judge-act when a lock changes under us (only possible without flock)
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 # Why a lock was taken from another run (the result's takeover, the journal's lock_takeovers).
 EXPIRED = "expired"
 HOLDER_GONE = "holder_gone"
@@ -75,25 +70,12 @@ FLOCK_UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL
 
 def validate_name(name: t.Any) -> str:
     """Return ``name`` if it is safe as one file name, else raise InvalidInputError naming why."""
-    return validate_file_name(
-        "lock name",
-        name,
-        NAME_MAX_LENGTH,
-        allowed=NAME_PATTERN,
-        hint="; only ASCII letters, digits, '-', '_' and '.' are allowed, not as the first character '.'",
-        field="name",
-    )
+    return validate_plain_name("lock name", name, NAME_MAX_LENGTH, field="name")
 
 
 def validate_run_id(run_id: t.Any) -> str:
-    if not isinstance(run_id, str) or not run_id.strip():
-        raise InvalidInputError(f"run_id must be a non-empty string, got {run_id!r}", run_id=run_id)
-    if first_control_character(run_id) is not None or len(run_id) > RUN_ID_MAX_LENGTH:
-        raise InvalidInputError(
-            f"run_id {run_id!r} must be at most {RUN_ID_MAX_LENGTH} characters without control characters",
-            run_id=run_id,
-        )
-    return run_id
+    """Run ids go into lock records, messages and journal file names: the same alphabet as lock names."""
+    return validate_plain_name("run_id", run_id, RUN_ID_MAX_LENGTH, field="run_id")
 
 
 def human_duration(seconds: float) -> str:
@@ -210,7 +192,7 @@ class LockManager:
         if force:
             return FORCED, self._broke(seen, now)
         raise self._held_error(
-            seen, now, f"run {record.run_id} cannot acquire it; set force to break it if that run is gone"
+            seen, now, f"run {record.run_id} cannot acquire it", "set force to break it if that run is gone"
         )
 
     def release(self, run_id: str, force: bool = False) -> dict[str, t.Any]:
@@ -228,7 +210,8 @@ class LockManager:
                         seen,
                         now,
                         f"only its holder can release it, not run {run_id} (a lock of run {run_id} past its "
-                        "TTL may have been taken over); set force to break it",
+                        "TTL may have been taken over)",
+                        "set force to break it",
                     )
                 if own:
                     message = f"released rollout lock {self.name!r} of run {run_id}"
@@ -264,10 +247,13 @@ class LockManager:
             f"broke rollout lock {self.name!r} held by {seen.describe()}{self._since(seen, now)}, with force"
         )
 
-    def _held_error(self, seen: Seen, now: float, consequence: str) -> ConflictError:
+    def _held_error(self, seen: Seen, now: float, consequence: str, remedy: str) -> ConflictError:
+        """Why this run cannot have the lock, and the way out, each said once."""
         if seen.record is None:
+            # No holder to wait for: the way out is removing the file or breaking it.
             return ConflictError(
-                f"rollout lock {self.name!r}: {seen.problem}; {consequence}. Remove the file or set force",
+                f"rollout lock {self.name!r}: {seen.problem}; {consequence}; remove the file or "
+                "set force to break it",
                 name=self.name,
                 path=self.path,
                 holder=seen.holder(),
@@ -279,7 +265,7 @@ class LockManager:
             expiry = f"it expires at {record.expires_at}, in {human_duration(record.expires() - now)}"
         return ConflictError(
             f"rollout lock {self.name!r} is held by {record.describe()}{self._since(seen, now)}; {expiry}; "
-            f"{consequence}",
+            f"{consequence}; {remedy}",
             name=self.name,
             path=self.path,
             holder=record.owner(),

@@ -31,6 +31,7 @@ import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._artifact import (
     ReleaseSource,
+    UnpackLimit,
     check_links_inside,
     copy_tree_into,
     extract_tar,
@@ -56,27 +57,14 @@ from ansible_collections.fleet.rollout.plugins.module_utils._restart import (
     RunCommand,
     restart_after_switch,
 )
-from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_file_name
+from ansible_collections.fleet.rollout.plugins.module_utils._validate import BAD_SUFFIX, validate_version
+
+__all__ = ["BAD_SUFFIX", "ReleaseManager", "validate_version"]
 
 STATE_FILE = ".release-state.json"
-BAD_SUFFIX = ".bad"  # releases/<version>.bad, beside the release directory: the version is marked bad
 STATE_FORMAT = 1
-VERSION_MAX_LENGTH = 128
 
 Download = t.Callable[[str, t.BinaryIO], None]  # write the body at a URL into a file, or raise
-
-
-def validate_version(version: t.Any) -> str:
-    """Return ``version`` if it is safe as one directory name, else raise InvalidInputError naming why."""
-    # A version ending in .bad would be taken for the bad mark of another version beside it.
-    return validate_file_name(
-        "release version",
-        version,
-        VERSION_MAX_LENGTH,
-        forbidden="/\\;",
-        forbidden_suffixes=(BAD_SUFFIX,),
-        field="version",
-    )
 
 
 @dataclasses.dataclass
@@ -101,6 +89,15 @@ class ReleaseManager:
     download: Download | None = None
     now: t.Callable[[], float] = time.time
     run_command: RunCommand | None = None
+    # bytes an archive may unpack to; None: what the filesystem can take (see UnpackLimit.for_folder)
+    max_unpacked_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_unpacked_size is not None and self.max_unpacked_size < 1:
+            raise InvalidInputError(
+                f"max_unpacked_size must be at least 1 byte, got {self.max_unpacked_size}",
+                max_unpacked_size=self.max_unpacked_size,
+            )
 
     # ---- the four states ----
 
@@ -358,7 +355,7 @@ class ReleaseManager:
                 check_links_inside(os.path.realpath(staging))
             elif source.src is not None and os.path.isfile(source.src):
                 verify_checksum(source.src, source.checksum, source.src)
-                extract_tar(source.src, staging)
+                extract_tar(source.src, staging, self._unpack_limit())
             else:
                 raise NotFoundError(f"src {source.src} is neither a file nor a directory", src=source.src)
             os.utime(staging, (installed_at, installed_at))
@@ -376,9 +373,13 @@ class ReleaseManager:
             with os.fdopen(fd, "wb") as handle:
                 self.download(url, handle)
             verify_checksum(artifact, source.checksum, url)
-            extract_tar(artifact, staging)
+            extract_tar(artifact, staging, self._unpack_limit())
         finally:
             os.unlink(artifact)
+
+    def _unpack_limit(self) -> UnpackLimit:
+        """Measured when unpacking starts: the download, if any, already takes its space."""
+        return UnpackLimit.for_folder(self._releases_dir(), self.max_unpacked_size)
 
     def _switch_current(self, version: str) -> None:
         """A new symlink renamed over ``current``: there is never a moment without one."""

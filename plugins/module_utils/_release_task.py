@@ -28,6 +28,7 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "checksum": {"type": "str"},
     "validate_certs": {"type": "bool", "default": True},
     "keep": {"type": "int", "default": 5},
+    "max_unpacked_size": {"type": "bytes"},
     "force": {"type": "bool", "default": False},
     "reason": {"type": "str"},
     "restart_command": {"type": "raw"},
@@ -56,6 +57,7 @@ def apply_release(
         check_mode=check_mode,
         download=OpenUrlDownload(params["validate_certs"]),
         run_command=run_command,
+        max_unpacked_size=params["max_unpacked_size"],
     )
     restart = Restart.parse(params["restart_command"], always=params["restart_when"] == "always")
     state = params["state"]

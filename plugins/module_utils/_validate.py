@@ -73,13 +73,15 @@ def validate_file_name(
     allowed: t.Pattern[str] | None = None,
     forbidden: str = "",
     forbidden_suffixes: t.Sequence[str] = (),
+    forbidden_first: str = ".",
     hint: str = "",
     field: str = "invalid_name",
 ) -> str:
     """Return ``value`` if it is safe as one file name, else raise InvalidInputError listing every problem.
 
     Control characters, whitespace, ``..``, a leading ``.`` and names over ``max_length`` are always
-    refused; beyond that, a character is refused when it is not ``allowed`` or is in ``forbidden``.
+    refused; beyond that, a character is refused when it is not ``allowed`` or is in ``forbidden``, and a
+    first character when it is in ``forbidden_first``.
     """
     if not isinstance(value, str) or not value:
         raise InvalidInputError(f"{kind} must be a non-empty string, got {value!r}", **{field: value})
@@ -88,13 +90,14 @@ def validate_file_name(
         problems.append("control characters")
     if any(char.isspace() for char in value):
         problems.append("whitespace")
-    visible = [char for char in value if char.isprintable() and not char.isspace()]
-    refused = {char for char in visible if char in forbidden or (allowed and not allowed.fullmatch(char))}
+    # Invisible ones too (a zero-width space is neither printable nor whitespace): repr() shows them.
+    others = [char for char in value if not char.isspace() and first_control_character(char) is None]
+    refused = {char for char in others if char in forbidden or (allowed and not allowed.fullmatch(char))}
     problems.extend(repr(char) for char in sorted(refused))
     if ".." in value:
         problems.append("'..'")
-    if value.startswith("."):
-        problems.append("a leading '.'")
+    if value[0] in "." + forbidden_first:
+        problems.append(f"a leading {value[0]!r}")
     problems.extend(f"the suffix {suffix!r}" for suffix in forbidden_suffixes if value.endswith(suffix))
     if len(value) > max_length:
         problems.append(f"more than {max_length} characters")
@@ -103,3 +106,42 @@ def validate_file_name(
             f"invalid {kind} {value!r}: it contains {', '.join(problems)}{hint}", **{field: value}
         )
     return value
+
+
+# Lock names and run ids: both end up in file names and messages, so both get the same plain alphabet.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+PLAIN_NAME_HINT = "; only ASCII letters, digits, '-', '_' and '.' are allowed, not as the first character '.'"
+
+
+def validate_plain_name(kind: str, value: t.Any, max_length: int, field: str) -> str:
+    """Return ``value`` if it is made of ASCII letters, digits, ``-_.`` only (a lock name, a run id)."""
+    return validate_file_name(kind, value, max_length, allowed=PLAIN_NAME, hint=PLAIN_NAME_HINT, field=field)
+
+
+# Release versions become directory names, symlink targets and words of restart commands. ``~``, ``:``
+# and ``@`` stay allowed beside ``._+-`` for the Debian (1:2.0~rc1) and vcs (app@sha) styles in use.
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9._+~:@-]+")
+VERSION_MAX_LENGTH = 128
+BAD_SUFFIX = ".bad"  # releases/<version>.bad marks a version bad
+VERSION_HINT = (
+    "; a release version is made of ASCII letters, digits and '.', '_', '+', '-', '~', ':', '@' only, "
+    f"does not start with '-' or '.' and does not end with {BAD_SUFFIX!r}"
+)
+
+
+def validate_version(version: t.Any) -> str:
+    """Return ``version`` if it is safe as one directory name and one command word, else raise naming it.
+
+    A leading ``-`` would read as an option to any command it is passed to; a leading ``.`` hides it
+    (dot-names are work in progress); a version ending in ``.bad`` would be taken for another's bad mark.
+    """
+    return validate_file_name(
+        "release version",
+        version,
+        VERSION_MAX_LENGTH,
+        allowed=VERSION_PATTERN,
+        forbidden_suffixes=(BAD_SUFFIX,),
+        forbidden_first="-",
+        hint=VERSION_HINT,
+        field="version",
+    )

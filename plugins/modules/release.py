@@ -22,6 +22,9 @@ description:
   - Installing unpacks into a hidden directory beside the target and renames it into place, so a
     half-installed release never appears under C(releases/). Archive members with absolute paths,
     C(..), special files or links that escape the release directory are refused.
+  - Before anything is unpacked, every member's header is read. An archive with no members, or only
+    directories, is refused, and so is one whose files add up to more than the limit of
+    O(max_unpacked_size) and the free space. A refused archive leaves nothing under C(releases/).
   - Switching writes a new symlink and renames it over C(current), so there is never a moment
     without C(current).
   - The previous release is the one that was current before the current one (from the recorded
@@ -42,7 +45,10 @@ options:
   version:
     description:
       - The release's name, used as its directory name.
-      - Must not contain C(/), C(\), C(;), C(..), whitespace or control characters, nor start with C(.).
+      - Made of ASCII letters, digits and C(.), C(_), C(+), C(-), C(~), C(:), C(@) only, at most 128 of
+        them. It must not start with C(-) (it would read as an option wherever it is passed to a command)
+        or C(.), contain C(..), nor end with C(.bad) (the suffix of the bad marks). Anything else, such as
+        V(-rf) or a non-ASCII letter, is refused, naming the value.
       - Required unless O(state=rolled_back).
     type: str
   state:
@@ -88,6 +94,16 @@ options:
         to keep. The current and the previous release are always kept.
     type: int
     default: 5
+  max_unpacked_size:
+    description:
+      - The most an archive may unpack to (the sum of its files' sizes, read from its headers before
+        anything is unpacked), as bytes or a size such as V(500M) or V(2G) (powers of 1024).
+      - Whether set or not, the limit is never more than the free space of the filesystem of
+        C(<root>/releases) minus a margin that stays free, 10% of that filesystem or 100 MiB, whichever
+        is smaller.
+      - An archive over the limit is refused, naming it, its size and the limit.
+      - Directories given as O(src) are copied without this limit.
+    type: bytes
   force:
     description: Deploy or roll back to a release marked bad anyway. The mark stays.
     type: bool
