@@ -11,14 +11,11 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.fleet.rollout.plugins.module_utils import _artifact
-from ansible_collections.fleet.rollout.plugins.module_utils._artifact import (
-    ReleaseSource,
-    UnpackLimit,
-    format_size,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._artifact import ReleaseSource
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import InvalidInputError
 from ansible_collections.fleet.rollout.plugins.module_utils._release import ReleaseManager
 
+# Through the module, not imported names: on a version without the limit each test fails on its own.
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 BOMB_SIZE = GIB
@@ -150,8 +147,8 @@ def test_the_margin_is_10_percent_or_100_mib_whichever_is_smaller(
     monkeypatch: pytest.MonkeyPatch, total: int, available: int, limit: int
 ) -> None:
     monkeypatch.setattr(_artifact, "filesystem_space", lambda path: (total, available))
-    assert UnpackLimit.for_folder("/srv", None).size == limit
-    assert UnpackLimit.for_folder("/srv", 1).size == min(1, limit)
+    assert _artifact.UnpackLimit.for_folder("/srv", None).size == limit
+    assert _artifact.UnpackLimit.for_folder("/srv", 1).size == min(1, limit)
 
 
 def test_the_real_free_space_lets_a_normal_release_through(tmp_path: Path, root: Path) -> None:
@@ -190,4 +187,4 @@ def test_an_archive_of_one_empty_file_is_a_release(tmp_path: Path, root: Path) -
     [(0, "0 bytes"), (1023, "1023 bytes"), (1536, "1.5 KiB"), (10 * MIB, "10.0 MiB"), (3 * GIB, "3.0 GiB")],
 )
 def test_sizes_read_well(size: int, text: str) -> None:
-    assert format_size(size) == text
+    assert _artifact.format_size(size) == text

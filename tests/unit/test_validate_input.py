@@ -6,14 +6,11 @@ import typing as t
 from pathlib import Path
 
 import pytest
+from ansible_collections.fleet.rollout.plugins.module_utils import _validate
 from ansible_collections.fleet.rollout.plugins.module_utils._artifact import ReleaseSource
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import InvalidInputError
 from ansible_collections.fleet.rollout.plugins.module_utils._lock import LockManager
-from ansible_collections.fleet.rollout.plugins.module_utils._release import ReleaseManager
-from ansible_collections.fleet.rollout.plugins.module_utils._validate import (
-    validate_plain_name,
-    validate_version,
-)
+from ansible_collections.fleet.rollout.plugins.module_utils._release import ReleaseManager, validate_version
 
 OUTSIDE_THE_ALPHABET = ["vé1", "v1\u200b", "1.0$", "a*b", "1.0!", "v`id`", "a&b", "1'2", "a=b"]
 
@@ -88,6 +85,6 @@ def test_usual_run_ids_are_fine(tmp_path: Path, run_id: str) -> None:
 def test_lock_names_and_run_ids_share_one_validator() -> None:
     for kind, field in (("lock name", "name"), ("run_id", "run_id")):
         with pytest.raises(InvalidInputError) as caught:
-            validate_plain_name(kind, "a/b", 10, field)
+            _validate.validate_plain_name(kind, "a/b", 10, field)
         assert caught.value.message.startswith(f"invalid {kind} 'a/b': it contains '/'")
         assert caught.value.details == {field: "a/b"}
