@@ -241,7 +241,7 @@ def check_contents(tar: tarfile.TarFile, archive: str, limit: UnpackLimit | None
                 limit=limit.size,
             )
     if not has_content:
-        what = f"only {members} directories" if members else "no members"
+        what = f"only {members} director{'y' if members == 1 else 'ies'}" if members else "no members"
         raise InvalidInputError(
             f"refusing archive {archive}: it is empty ({what}), not a release", src=archive
         )

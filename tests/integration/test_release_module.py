@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import VENV_PYTHON, make_tar, oldest_python, run_tasks, serve_http
+from tests.unit.test_artifact_limits import zero_bomb
 
 OLDEST_PYTHON = oldest_python()
 
@@ -189,3 +190,45 @@ def test_restart_command_runs_once_current_moved(tmp_path: Path, artifacts: Path
     assert failed["failed"] and (failed["rc"], failed["stderr"].strip()) == (3, "cannot bind")
     assert "exited 3 with 1.0.0 current: cannot bind" in failed["msg"]
     assert os.readlink(root / "current") == "releases/1.0.0"  # the switch stays; a rescue decides
+
+
+@pytest.mark.parametrize("where", ["controller", "module"])
+def test_refused_input_leaves_nothing(tmp_path: Path, artifacts: Path, where: str) -> None:
+    """Issue 14, item 6 through ansible-playbook: an archive bomb (1 MB of gzip, 1 GiB unpacked) over
+    max_unpacked_size, an empty archive and versions outside the safe alphabet are refused, naming them,
+    in the controller and as a module, and none of them leaves anything under releases/."""
+    root = tmp_path / "app"
+    python = VENV_PYTHON if where == "controller" else "/usr/bin/python3"
+    bomb = zero_bomb(tmp_path / "bomb.tar.gz")
+    empty = tmp_path / "empty.tar.gz"
+    with tarfile.open(empty, "w:gz") as tar:
+        folder = tarfile.TarInfo("app")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+    good = str(artifacts / "app-1.0.0.tar.gz")
+    failing = {"ignore_errors": True}
+    tasks = [
+        release(root=str(root), version="1.0.0", src=good, max_unpacked_size="1M"),
+        {**release(root=str(root), version="2.0.0", src=str(bomb), max_unpacked_size="10M"), **failing},
+        {**release(root=str(root), version="2.0.0", src=str(empty)), **failing},
+        {**release(root=str(root), version="-rf", src=good), **failing},
+        {**release(root=str(root), version="vé1", src=good), **failing},
+        {**release(root=str(root), state="rolled_back", version="-rf"), **failing},
+        {**release(root=str(root), state="marked_bad", version="vé1"), **failing},
+        {**release(root=str(root), version="2.0.0", src=good, max_unpacked_size="lots"), **failing},
+    ]
+    r = run_tasks(tmp_path, tasks, python=python)
+    assert r["r0"]["changed"] and r["r0"]["current"] == "1.0.0"
+    assert (
+        r["r1"]["failed"]
+        and f"refusing archive {bomb}: its files add up to at least 1.0 GiB" in r["r1"]["msg"]
+    )
+    assert "more than max_unpacked_size (10.0 MiB)" in r["r1"]["msg"]
+    assert r["r2"]["failed"] and r["r2"]["msg"].endswith(
+        f"refusing archive {empty}: it is empty (only 1 directory), not a release"
+    )
+    for name, version in (("r3", "-rf"), ("r4", "vé1"), ("r5", "-rf"), ("r6", "vé1")):
+        assert r[name]["failed"] and f"invalid release version {version!r}" in r[name]["msg"], name
+    assert r["r7"]["failed"] and "max_unpacked_size" in r["r7"]["msg"]
+    assert os.listdir(root / "releases") == ["1.0.0"]
+    assert os.readlink(root / "current") == "releases/1.0.0"

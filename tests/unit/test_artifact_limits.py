@@ -164,7 +164,7 @@ def test_a_non_positive_max_unpacked_size_is_refused(root: Path) -> None:
 
 @pytest.mark.parametrize(
     ("members", "what"),
-    [({}, "no members"), ({"a": None, "a/b": None}, "only 2 directories")],
+    [({}, "no members"), ({"a": None}, "only 1 directory"), ({"a": None, "a/b": None}, "only 2 directories")],
 )
 def test_an_empty_archive_is_refused_naming_it(
     tmp_path: Path, root: Path, members: dict[str, str | None], what: str
