@@ -118,21 +118,23 @@ def validate_plain_name(kind: str, value: t.Any, max_length: int, field: str) ->
     return validate_file_name(kind, value, max_length, allowed=PLAIN_NAME, hint=PLAIN_NAME_HINT, field=field)
 
 
-# Release versions become directory names, symlink targets and words of restart commands. ``~``, ``:``
-# and ``@`` stay allowed beside ``._+-`` for the Debian (1:2.0~rc1) and vcs (app@sha) styles in use.
+# Release versions become directory names, symlink targets and words of restart commands. Beside ``._+-``,
+# ``~``, ``:`` and ``@`` stay allowed: versions in the Debian (1:2.0~rc1) and vcs (app@sha) styles were
+# accepted before and are harmless inside a word; only a leading ``~`` could be expanded by a shell.
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9._+~:@-]+")
 VERSION_MAX_LENGTH = 128
 BAD_SUFFIX = ".bad"  # releases/<version>.bad marks a version bad
 VERSION_HINT = (
     "; a release version is made of ASCII letters, digits and '.', '_', '+', '-', '~', ':', '@' only, "
-    f"does not start with '-' or '.' and does not end with {BAD_SUFFIX!r}"
+    f"does not start with '-', '~' or '.' and does not end with {BAD_SUFFIX!r}"
 )
 
 
 def validate_version(version: t.Any) -> str:
     """Return ``version`` if it is safe as one directory name and one command word, else raise naming it.
 
-    A leading ``-`` would read as an option to any command it is passed to; a leading ``.`` hides it
+    A leading ``-`` would read as an option to any command it is passed to, a leading ``~`` as a home
+    directory to a shell; a leading ``.`` hides it
     (dot-names are work in progress); a version ending in ``.bad`` would be taken for another's bad mark.
     """
     return validate_file_name(
@@ -141,7 +143,7 @@ def validate_version(version: t.Any) -> str:
         VERSION_MAX_LENGTH,
         allowed=VERSION_PATTERN,
         forbidden_suffixes=(BAD_SUFFIX,),
-        forbidden_first="-",
+        forbidden_first="-~",
         hint=VERSION_HINT,
         field="version",
     )

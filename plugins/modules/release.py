@@ -46,9 +46,9 @@ options:
     description:
       - The release's name, used as its directory name.
       - Made of ASCII letters, digits and C(.), C(_), C(+), C(-), C(~), C(:), C(@) only, at most 128 of
-        them. It must not start with C(-) (it would read as an option wherever it is passed to a command)
-        or C(.), contain C(..), nor end with C(.bad) (the suffix of the bad marks). Anything else, such as
-        V(-rf) or a non-ASCII letter, is refused, naming the value.
+        them. It must not start with C(-) (it would read as an option wherever it is passed to a
+        command), C(~) or C(.), contain C(..), nor end with C(.bad) (the suffix of the bad marks).
+        Anything else, such as V(-rf) or a non-ASCII letter, is refused, naming the value.
       - Required unless O(state=rolled_back).
     type: str
   state:

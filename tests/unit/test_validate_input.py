@@ -20,6 +20,7 @@ OUTSIDE_THE_ALPHABET = ["vé1", "v1\u200b", "1.0$", "a*b", "1.0!", "v`id`", "a&b
     [
         ("-rf", "a leading '-'"),
         ("--help", "a leading '-'"),
+        ("~root", "a leading '~'"),
         (".", "a leading '.'"),
         ("..", "'..'"),
         ("vé1", "'é'"),
