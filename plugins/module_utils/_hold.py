@@ -30,6 +30,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
     ADMIN_ANY_MAINT,
     RuntimeApiClient,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._process import process_runs
 
 STOP_WAIT = 2.0  # seconds a stopper waits for the watcher to see the request and end
 GONE_AFTER = 30.0  # seconds without one answer from any balancer after which the watcher gives up
@@ -164,15 +165,7 @@ def _read(path: str) -> dict[str, t.Any] | None:
 
 
 def _runs(pid: t.Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return isinstance(pid, int) and pid > 1 and process_runs(pid)
 
 
 def held_warnings(server: str, events: t.Sequence[t.Mapping[str, t.Any]]) -> list[str]:

@@ -13,6 +13,7 @@ import socket
 import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import iso_time, parse_time
+from ansible_collections.fleet.rollout.plugins.module_utils._process import process_runs
 
 RECORD_FORMAT = 1
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -52,14 +53,8 @@ def holder_is_gone(pid: int, started: str | None) -> bool:
     """Whether the holder process no longer runs on this host; False whenever that is not certain."""
     if pid < 2:
         return False  # 0 and negative pids are process groups, 1 is init: never a holder
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_runs(pid):
         return True
-    except PermissionError:
-        pass  # it runs, as another user
-    except OSError:
-        return False
     if started is None:
         return False
     now_started = process_started(pid)

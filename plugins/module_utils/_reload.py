@@ -6,21 +6,17 @@ socket) the previous process can be watched until it is gone; elsewhere only a w
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import RuntimeApiClient
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy_address import RuntimeApiAddress
+from ansible_collections.fleet.rollout.plugins.module_utils._process import process_runs
 
 
 def haproxy_runs(pid: int) -> bool:
     """Whether ``pid`` is a live HAProxy process on this host (its name checked where /proc tells it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_runs(pid):
         return False
-    except PermissionError:
-        pass  # it runs, as another user
     try:
         with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
             return comm.read().strip().startswith("haproxy")
