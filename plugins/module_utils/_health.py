@@ -304,7 +304,7 @@ class HealthProbe:
         try:
             response = self.fetch(request)
         except ConnectionFailedError as exc:
-            return self._no_answer(exc, attempt, at, began)
+            return self._no_answer(exc, attempt, at, began, self._late_answer(exc, timeout))
         mismatch = checks.mismatch(response)
         return Observation(
             attempt,
@@ -324,13 +324,26 @@ class HealthProbe:
             return self._no_answer(exc, attempt, at, began)
         return Observation(attempt, at, self.clock() - began, healthy=True)
 
-    def _no_answer(self, exc: ConnectionFailedError, attempt: int, at: float, began: float) -> Observation:
+    def _late_answer(self, exc: ConnectionFailedError, timeout: float) -> str | None:
+        """What to say of an answer still arriving when the attempt's time ran out, when that time was what
+        was left of the deadline (the fetch only knows its own timeout); None otherwise."""
+        if not exc.details.get("still_arriving") or timeout >= self.spec.timeout:
+            return None
+        return (
+            f"{self.spec.url}: the {self.spec.deadline:g}s deadline passed while the answer was still "
+            f"arriving (status {exc.details.get('status')}, {exc.details.get('received')} bytes of the body "
+            "so far)"
+        )
+
+    def _no_answer(
+        self, exc: ConnectionFailedError, attempt: int, at: float, began: float, error: str | None = None
+    ) -> Observation:
         return Observation(
             attempt,
             at,
             self.clock() - began,
             healthy=False,
-            error=exc.message,
+            error=error or exc.message,
             timed_out=bool(exc.details.get("timed_out")),
         )
 

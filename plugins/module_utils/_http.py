@@ -10,6 +10,8 @@ import dataclasses
 import http.client
 import shutil
 import socket
+import threading
+import time
 import typing as t
 import urllib.error
 
@@ -20,6 +22,7 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import Conne
 # socket.timeout is not TimeoutError before Python 3.10; module code also runs on 3.7 targets.
 TIMEOUT_ERRORS = (socket.timeout, TimeoutError)
 MAX_BODY_BYTES = 1024 * 1024  # what body_regex and json_query see; a health page is small
+BODY_CHUNK_BYTES = 64 * 1024
 NO_ANSWER = (OSError, http.client.HTTPException, UrlConnectionError)
 
 
@@ -70,19 +73,99 @@ def answer_to(request: HttpRequest, failure: str, agent: t.Optional[str] = None)
         raise ConnectionFailedError(f"{failure}: {exc}", url=request.url, timed_out=timed_out) from exc
 
 
+class AnswerStillArriving(Exception):
+    """The time for an answer ran out while its body was still being read (a body that trickles in)."""
+
+
+@dataclasses.dataclass
+class Arrival:
+    """What one request has received so far; the thread that reads it fills it in as the answer comes."""
+
+    status: t.Optional[int] = None
+    body: bytearray = dataclasses.field(default_factory=bytearray)
+    failure: t.Optional[Exception] = None  # ConnectionFailedError (no answer) or ValueError (a bad URL)
+    cut_off: bool = False  # the body was still arriving when the time ran out
+    complete: bool = False
+
+
+def read_body(
+    response: t.Any, ends: float, into: bytearray, clock: t.Callable[[], float] = time.monotonic
+) -> None:
+    """Read the body into ``into``, up to MAX_BODY_BYTES, until it ends; AnswerStillArriving once the
+    clock reaches ``ends`` first. One socket read at a time (read1): read(n) would wait for all n bytes,
+    each socket read getting the whole timeout again, so a body that trickles in would never time out."""
+    read_some = getattr(response, "read1", None) or response.read
+    while len(into) < MAX_BODY_BYTES:
+        if clock() >= ends:
+            raise AnswerStillArriving(f"{len(into)} bytes of the body so far")
+        chunk = read_some(min(BODY_CHUNK_BYTES, MAX_BODY_BYTES - len(into)))
+        if not chunk:
+            return
+        into += chunk
+
+
+@dataclasses.dataclass
 class OpenUrlFetch:
-    """A health check's request: its status and the start of its body, whatever the status."""
+    """A health check's request: its status and the start of its body, whatever the status.
+
+    The whole attempt (connect, status, headers and body) takes at most ``request.timeout`` seconds:
+    socket timeouts only bound each read, so the request runs in a thread of its own that the caller
+    stops waiting for when the time is up.
+    """
+
+    clock: t.Callable[[], float] = time.monotonic
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        with answer_to(request, request.url, "fleet.rollout-health_check") as response:
-            status = int(getattr(response, "status", None) or response.code)
-            try:
-                body = response.read(MAX_BODY_BYTES)
-            except NO_ANSWER:
-                if status < 400:
-                    raise
-                body = b""  # an error status is the answer: its body is only evidence
-            return HttpResponse(status=status, body=body)
+        arrival = Arrival()
+        ends = self.clock() + request.timeout
+        worker = threading.Thread(
+            target=self.receive, args=(request, ends, arrival), name="health-check-fetch", daemon=True
+        )
+        worker.start()
+        worker.join(request.timeout)
+        if arrival.cut_off or not arrival.complete:
+            raise too_late(request, arrival)
+        if arrival.failure is not None:
+            raise arrival.failure
+        return HttpResponse(status=t.cast(int, arrival.status), body=bytes(arrival.body))
+
+    def receive(self, request: HttpRequest, ends: float, arrival: Arrival) -> None:
+        """Fill ``arrival`` in (in the worker thread): the answer, or the failure to get one."""
+        try:
+            with answer_to(request, request.url, "fleet.rollout-health_check") as response:
+                arrival.status = int(getattr(response, "status", None) or response.code)
+                try:
+                    read_body(response, ends, arrival.body, self.clock)
+                except NO_ANSWER:
+                    if arrival.status < 400:
+                        raise
+                    del arrival.body[:]  # an error status is the answer: its body is only evidence
+        except AnswerStillArriving:
+            arrival.cut_off = True
+        except (ConnectionFailedError, ValueError) as exc:
+            arrival.failure = exc
+        finally:
+            arrival.complete = True
+
+
+def too_late(request: HttpRequest, arrival: Arrival) -> ConnectionFailedError:
+    """The error of an attempt whose time ran out: before any answer (timed out), or while the answer was
+    still arriving (``still_arriving``, with what had arrived)."""
+    if arrival.status is None:
+        return ConnectionFailedError(
+            f"{request.url}: timed out (no answer within {request.timeout:g}s)",
+            url=request.url,
+            timed_out=True,
+        )
+    return ConnectionFailedError(
+        f"{request.url}: the answer was still arriving after {request.timeout:g}s "
+        f"(status {arrival.status}, {len(arrival.body)} bytes of the body so far)",
+        url=request.url,
+        timed_out=True,
+        still_arriving=True,
+        status=arrival.status,
+        received=len(arrival.body),
+    )
 
 
 class OpenUrlDownload:

@@ -97,11 +97,15 @@ options:
     type: float
     default: 0.5
   timeout:
-    description: Seconds one attempt may take (connect and answer); never beyond O(deadline).
+    description:
+      - Seconds one attempt may take, all of it (connect, status, headers and the whole body, however
+        slowly it arrives); never beyond what is left of O(deadline).
     type: float
     default: 5
   deadline:
-    description: Seconds the whole check may take. No attempt starts after it.
+    description:
+      - Seconds the whole check may take, whatever the server does. No attempt starts after it, and an
+        attempt still running when it passes (an answer still arriving) is cut off and fails the check.
     type: float
     default: 60
   failure_threshold:
