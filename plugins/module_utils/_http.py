@@ -23,6 +23,9 @@ from ansible_collections.fleet.rollout.plugins.module_utils._errors import Conne
 TIMEOUT_ERRORS = (socket.timeout, TimeoutError)
 MAX_BODY_BYTES = 1024 * 1024  # what body_regex and json_query see; a health page is small
 BODY_CHUNK_BYTES = 64 * 1024
+# An answer that arrives this much past an attempt's time still counts: the checking host's own work (a
+# busy controller takes a tenth of a second to make a request) must not turn a last answer into a timeout.
+LATE_GRACE = 0.5
 NO_ANSWER = (OSError, http.client.HTTPException, UrlConnectionError)
 
 
@@ -108,21 +111,21 @@ def read_body(
 class OpenUrlFetch:
     """A health check's request: its status and the start of its body, whatever the status.
 
-    The whole attempt (connect, status, headers and body) takes at most ``request.timeout`` seconds:
-    socket timeouts only bound each read, so the request runs in a thread of its own that the caller
-    stops waiting for when the time is up.
+    The whole attempt (connect, status, headers and body) takes at most ``request.timeout`` seconds, and
+    LATE_GRACE: socket timeouts only bound each read, so the request runs in a thread of its own that the
+    caller stops waiting for when the time is up.
     """
 
     clock: t.Callable[[], float] = time.monotonic
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         arrival = Arrival()
-        ends = self.clock() + request.timeout
+        ends = self.clock() + request.timeout + LATE_GRACE
         worker = threading.Thread(
             target=self.receive, args=(request, ends, arrival), name="health-check-fetch", daemon=True
         )
         worker.start()
-        worker.join(request.timeout)
+        worker.join(request.timeout + LATE_GRACE)
         if arrival.cut_off or not arrival.complete:
             raise too_late(request, arrival)
         if arrival.failure is not None:

@@ -100,6 +100,8 @@ options:
     description:
       - Seconds one attempt may take, all of it (connect, status, headers and the whole body, however
         slowly it arrives); never beyond what is left of O(deadline).
+      - An answer that completes within half a second after that time still counts, so that a busy
+        checking host does not turn the last answer into a timeout.
     type: float
     default: 5
   deadline:
