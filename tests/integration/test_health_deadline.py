@@ -12,28 +12,29 @@ import typing as t
 from pathlib import Path
 
 import pytest
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import ConnectionFailedError
+from ansible_collections.fleet.rollout.plugins.module_utils._http import LATE_GRACE, HttpRequest, OpenUrlFetch
 
 from lab.fleet import Lab
 from tests.support import run_tasks
 
-TRICKLE_EVERY = 0.5  # seconds between two bytes of the body
+TRICKLE_EVERY = 0.5  # seconds between two bytes
 HEADERS = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n"
+HALF_A_HEADER = b"HTTP/1.0 200 OK\r\nX-Slow: "  # a header line that never ends
 TRICKLE_FOR = 30.0  # how long the server trickles at most, so that a check which never gives up still ends
 
 
 @contextlib.contextmanager
-def trickling_server() -> t.Iterator[str]:
-    """An HTTP server on 127.0.0.1 that sends its status and headers at once, then its body one byte every
-    half second; yields its URL."""
+def trickling_server(head: bytes = HEADERS) -> t.Iterator[str]:
+    """An HTTP server on 127.0.0.1 that sends ``head`` at once (its status and headers), then one byte
+    every half second (its body, or the rest of a header); yields its URL."""
     stop = threading.Event()
     listener = socket.create_server(("127.0.0.1", 0))
 
     def trickle(connection: socket.socket) -> None:
         with connection, contextlib.suppress(OSError):  # the client hung up: its check gave up
             connection.recv(65536)
-            connection.sendall(
-                b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n"
-            )
+            connection.sendall(head)
             ends = time.monotonic() + TRICKLE_FOR
             while not stop.wait(TRICKLE_EVERY) and time.monotonic() < ends:
                 connection.sendall(b"o")
@@ -67,6 +68,21 @@ def test_a_body_that_trickles_in_fails_the_check_at_its_deadline(tmp_path: Path)
     assert result["msg"].startswith(f"health check of {url} failed: not healthy within 3s"), result["msg"]
     assert "the 3s deadline passed while the answer was still arriving" in result["msg"], result["msg"]
     assert wall < deadline + 15, f"the playbook took {wall:.1f}s"
+
+
+@pytest.mark.parametrize(
+    ("head", "error"),
+    [(HEADERS, "the answer was still arriving after 1s"), (HALF_A_HEADER, "timed out")],
+    ids=["body", "headers"],
+)
+def test_one_request_takes_at_most_its_timeout_whatever_trickles_in(head: bytes, error: str) -> None:
+    with trickling_server(head) as url:
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailedError, match=error) as caught:
+            OpenUrlFetch()(HttpRequest(url, timeout=1.0))
+        took = time.monotonic() - started
+    assert took < 1.0 + LATE_GRACE + 0.3, f"the request took {took:.2f}s of its 1s: {caught.value.message}"
+    assert caught.value.details["timed_out"] is True
 
 
 KILL_AFTER = 5.0  # seconds into the check: well after its first healthy answer, well before stable_for
