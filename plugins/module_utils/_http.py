@@ -88,7 +88,7 @@ class Arrival:
     body: bytearray = dataclasses.field(default_factory=bytearray)
     failure: t.Optional[Exception] = None  # ConnectionFailedError (no answer) or ValueError (a bad URL)
     cut_off: bool = False  # the body was still arriving when the time ran out
-    complete: bool = False
+    whole: bool = False  # the whole answer (or the first MAX_BODY_BYTES of it) has arrived
 
 
 def read_body(
@@ -126,11 +126,16 @@ class OpenUrlFetch:
         )
         worker.start()
         worker.join(request.timeout + LATE_GRACE)
-        if arrival.cut_off or not arrival.complete:
+        if arrival.cut_off or worker.is_alive():
             raise too_late(request, arrival)
         if arrival.failure is not None:
             raise arrival.failure
-        return HttpResponse(status=t.cast(int, arrival.status), body=bytes(arrival.body))
+        # Neither an answer nor a failure: receive() met an error it does not expect (Python printed it).
+        if arrival.status is None or not arrival.whole:
+            raise ConnectionFailedError(
+                f"{request.url}: the request failed without a whole answer", url=request.url
+            )
+        return HttpResponse(status=arrival.status, body=bytes(arrival.body))
 
     def receive(self, request: HttpRequest, ends: float, arrival: Arrival) -> None:
         """Fill ``arrival`` in (in the worker thread): the answer, or the failure to get one."""
@@ -143,12 +148,11 @@ class OpenUrlFetch:
                     if arrival.status < 400:
                         raise
                     del arrival.body[:]  # an error status is the answer: its body is only evidence
+                arrival.whole = True
         except AnswerStillArriving:
             arrival.cut_off = True
         except (ConnectionFailedError, ValueError) as exc:
             arrival.failure = exc
-        finally:
-            arrival.complete = True
 
 
 def too_late(request: HttpRequest, arrival: Arrival) -> ConnectionFailedError:
