@@ -294,7 +294,7 @@ class RuntimeApiClient:
     def process_id(self) -> int | None:
         """The pid of the HAProxy process that answers (``show info``): a reload answers from a new one."""
         for line in self.execute("show info").splitlines():
-            name, _, value = line.partition(":")
+            name, _colon, value = line.partition(":")
             if name.strip() == "Pid" and value.strip().isdigit():
                 return int(value.strip())
         return None
