@@ -195,7 +195,7 @@ def moments(rng: random.Random) -> list[float]:
 def kill_and_rerun(rollouts: Rollouts, trial: Trial, duration: float) -> bool:
     """One trial: start the rollout of ``trial.version``, kill it at its moment, check what it left, wait
     for its lock to go stale, run it again and check that the fleet converged. False (and nothing
-    checked) when the rollout finished before its moment."""
+    checked) when the rollout finished before its moment (or had, its recap written, when it was killed)."""
     lab, lock = rollouts.lab, rollouts.lock
     trial.moment = max(EARLIEST, trial.fraction * duration)
     name = f"trial{trial.number}-{trial.version}"
@@ -216,6 +216,9 @@ def kill_and_rerun(rollouts: Rollouts, trial: Trial, duration: float) -> bool:
     if found:
         assert len(found) == 1, found
         journal = json.loads(found[0].read_text())
+        if journal["result"] == "succeeded":  # killed while it exited, after its recap: it had finished
+            rollouts.deployed.append(trial.version)
+            return False
         assert_killed_journal(journal, trial.version, {host.name for host in lab.hosts})
         trial.killed_in = where_it_was(journal)
     else:
