@@ -51,6 +51,12 @@ class PlaybookRun:
                 return {key: int(value) for key, value in pairs}
         raise AssertionError(f"no recap for {host} in:\n{self.stdout[-3000:]}")
 
+    def evidence(self) -> str:
+        """What an assertion on a failed run shows: every failure line (a long run's tail loses the first
+        one, which says why), then the tail."""
+        failures = [line for line in self.stdout.splitlines() if "FAILED!" in line or "failed at '" in line]
+        return "\n".join(failures[:10]) + "\n...\n" + self.stdout[-2500:]
+
 
 @dataclass(frozen=True)
 class Core:

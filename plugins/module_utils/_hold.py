@@ -9,8 +9,10 @@ reaches the sockets) that drains the server again within one poll of finding it 
 reports what it did.
 
 The watcher and its stopper talk through two files named after the server and its sockets: the watcher's
-(its events, rewritten atomically, removed when it ends) and the stop request. No signal is sent, so a
-reused pid can never be hit.
+(its pid and events, rewritten atomically, removed when it ends) and the stop request, which stays until
+the watcher is gone: a watcher slow to see it (a balancer that does not answer holds one look for its
+timeout) still sees it, and a stopper that gives up fails rather than leave a drain behind. No signal is
+sent, so a reused pid can never be hit.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tempfile
 import time
 import typing as t
 
-from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError, TimeoutExpiredError
 from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import iso_time, write_json_atomically
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
     ADMIN_ANY_DRAIN,
@@ -32,7 +34,8 @@ from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._process import process_runs
 
-STOP_WAIT = 2.0  # seconds a stopper waits for the watcher to see the request and end
+STOP_WAIT = 2.0  # seconds a stopper waits for the watcher to end, beyond the watcher's longest look
+LOOK_COMMANDS = 3  # runtime API commands of one look at one backend at most: read, drain, save the state
 GONE_AFTER = 30.0  # seconds without one answer from any balancer after which the watcher gives up
 
 
@@ -89,9 +92,9 @@ class HoldWatcher:
                     break  # the balancers are gone (taken down, not reloaded)
                 self.sleep(self.interval)
         finally:
-            for path in (self.files.events, self.files.stop):
-                if os.path.exists(path):
-                    os.unlink(path)
+            # the stop request is its stopper's to remove; the events, only while they are still ours
+            if (_read(self.files.events) or {}).get("pid") == os.getpid():
+                os.unlink(self.files.events)
 
     def look(self, balancer: RuntimeApiClient, backend: str) -> bool:
         """One look (and a drain if needed); whether the balancer answered."""
@@ -107,24 +110,38 @@ class HoldWatcher:
         self.write()
         return True
 
+    def longest_look(self) -> float:
+        """Seconds between two readings of the stop request at most: one look at every member, each
+        command answered within its balancer's timeout, and one interval."""
+        return self.interval + sum(LOOK_COMMANDS * balancer.timeout for balancer, _backend in self.members)
+
     def write(self) -> None:
-        write_json_atomically(self.files.events, {"pid": os.getpid(), "events": self.events}, durable=False)
+        document = {"pid": os.getpid(), "longest_look": self.longest_look(), "events": self.events}
+        write_json_atomically(self.files.events, document, durable=False)
 
 
 def start_watcher(watcher: HoldWatcher) -> None:
     """Run ``watcher`` in a detached process (double fork, own session, no inherited descriptors) that
-    outlives the task; this process returns at once."""
+    outlives the task. Returns once the watcher has written its pid down, so that the next stopper finds
+    it, however soon it comes."""
     os.makedirs(watcher.files.directory, mode=0o700, exist_ok=True)
-    if os.path.exists(watcher.files.stop):
+    if os.path.exists(watcher.files.stop):  # a stopper's that gave up; its watcher was gone by now
         os.unlink(watcher.files.stop)
+    ready_read, ready_write = os.pipe()
     child = os.fork()
     if child:
+        os.close(ready_write)
         os.waitpid(child, 0)
+        os.read(ready_read, 1)  # end of file once the watcher wrote its pid down (or died)
+        os.close(ready_read)
         return
     try:
         os.setsid()
         if os.fork():
             os._exit(0)
+        os.close(ready_read)
+        watcher.write()
+        os.close(ready_write)
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -135,19 +152,34 @@ def start_watcher(watcher: HoldWatcher) -> None:
         os._exit(0)
 
 
-def stop_watcher(files: HoldFiles, clock: t.Callable[[], float] = time.monotonic) -> list[dict[str, t.Any]]:
-    """Ask the watcher of ``files`` (if one runs) to end, wait until it has, and return its events."""
+def stop_watcher(
+    files: HoldFiles, clock: t.Callable[[], float] = time.monotonic, sleep: t.Callable[[float], None] = time.sleep
+) -> list[dict[str, t.Any]]:
+    """Ask the watcher of ``files`` (if one runs) to end, wait until its process is gone, and return its
+    events. A watcher reads the request between two looks, so the wait is its longest look (which it
+    wrote down) plus STOP_WAIT; one still running then raises TimeoutExpiredError and the request stays,
+    so that it ends at its next look instead of draining again."""
     written = _read(files.events)
     if written is None:
+        if os.path.exists(files.stop):  # an earlier stopper's, which gave up before its watcher ended
+            os.unlink(files.stop)
         return []
     seen = list(written.get("events", []))
-    if _runs(written.get("pid")):
+    pid = written.get("pid")
+    if _runs(pid):
         with open(files.stop, "w", encoding="utf-8"):
             pass
-        deadline = clock() + STOP_WAIT
-        while os.path.exists(files.events) and clock() < deadline:
+        longest = written.get("longest_look")
+        wait = (longest if isinstance(longest, (int, float)) else 0.0) + STOP_WAIT
+        deadline = clock() + wait
+        while _runs(pid):
+            if clock() >= deadline:
+                raise TimeoutExpiredError(
+                    f"the watcher holding the server drained (pid {pid}) did not end within {wait:g}s of "
+                    f"being asked to; it ends at its next look at the balancers (stop request {files.stop})"
+                )
             seen = list((_read(files.events) or {}).get("events", seen))
-            time.sleep(0.01)
+            sleep(0.01)
     if os.path.exists(files.events):  # a watcher killed before it could clean up
         os.unlink(files.events)
     if os.path.exists(files.stop):

@@ -17,4 +17,15 @@ def process_runs(pid: int) -> bool:
         return False
     except OSError:  # PermissionError: it runs, as another user
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended but not been reaped (its parent, or an init that does not reap, holds
+    its entry): it no longer runs. Only Linux's /proc tells; elsewhere, False."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ")"
+            return stat.read().rpartition(")")[2].split()[:1] == ["Z"]
+    except OSError:
+        return False

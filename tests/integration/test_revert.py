@@ -96,12 +96,27 @@ def test_rollback_playbook_goes_to_the_previous_release_or_the_one_asked(lab: La
         forward = run_playbook(Path("fleet.rollout.rollback"), lab.inventory, "-e", "rollback_version=v2")
     finally:
         result = traffic.stop()
-    assert back.rc == 0, back.stdout[-3000:]
-    assert again.rc == 0 and all(again.recap(h.name)["changed"] == 0 for h in lab.hosts), again.stdout[-3000:]
-    assert forward.rc == 0, forward.stdout[-3000:]
+    assert back.rc == 0, back.evidence()
+    assert again.rc == 0 and all(again.recap(h.name)["changed"] == 0 for h in lab.hosts), again.evidence()
+    assert forward.rc == 0, forward.evidence()
     assert result.failed == 0, result.failures()[:5]
     assert {"v1", "v2"} <= set(result.versions())
     assert fleet_state(lab) == {h.name: ("v2", "UP") for h in lab.hosts}
+
+
+@pytest.mark.lab(hosts=2)
+def test_a_rollback_that_fails_names_the_host_the_release_and_the_step(lab: Lab) -> None:
+    good = deploy(lab, lab.build("v2"))
+    assert good.rc == 0, good.evidence()
+    never_healthy = json.dumps({"deploy_health": {"deadline": 3, "body_regex": "never-in-the-body"}})
+
+    back = run_playbook(
+        Path("fleet.rollout.rollback"), lab.inventory, "-e", never_healthy, "--limit", "app02,localhost"
+    )
+
+    assert back.rc != 0
+    assert "app02: rolling back to v1 failed at 'Health-check the release'" in back.stdout, back.evidence()
+    assert "LEFT DRAINED" in back.stdout, back.evidence()
 
 
 USERS_ROLLBACK_PLAY = """
