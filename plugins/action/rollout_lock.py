@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import Holder
@@ -24,3 +25,9 @@ def run_lock_in_controller(
 
 class ActionModule(ControllerSideAction):
     TASK = dataclasses.replace(TASK, runner=run_lock_in_controller)
+
+    def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+        # The controller's name goes into the record, also of a lock (a lease) taken on a target.
+        if self._task.args.get("controller") is None:
+            self._task.args = dict(self._task.args, controller=socket.gethostname())
+        return super().run(tmp, task_vars)

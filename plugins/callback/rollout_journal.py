@@ -41,6 +41,10 @@ description:
     C(holder_gone): its ansible-playbook process was gone, C(forced): broken with C(force), as
     C(-e deploy_lock_force=true) does), the C(previous_holder) it was taken from, the message and when
     (C(at)). The key is there only when the run took a lock over."
+  - A host found back in rotation while drained (an HAProxy reload that lost the runtime state, another
+    tool) and drained again has C(redrains), with the balancer and backend of each, C(during=drain)
+    (while its drain waited, with the number of C(times)) or C(during=hold) (by the watcher of its drain,
+    see O(fleet.rollout.lb_member#module:hold), with the time C(at)).
   - The file is written as the run goes, replaced atomically (a temporary file renamed over it) at most
     every O(write_interval) seconds and never later than that after a change. A run killed at any moment,
     even with SIGKILL, leaves a whole JSON journal whose C(result) is C(running). A run ended by SIGTERM, by
@@ -107,7 +111,14 @@ from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options imp
     RolloutOptionError,
     listed,
 )
-from ansible_collections.fleet.rollout.plugins.plugin_utils._task_result import result_parts
+from ansible_collections.fleet.rollout.plugins.plugin_utils._task_result import (
+    checks_settings_only,
+    failure_message,
+    redrain_events,
+    result_parts,
+    task_chain,
+    task_key,
+)
 
 if TYPE_CHECKING:
     from ansible.executor.stats import AggregateStats
@@ -118,49 +129,10 @@ if TYPE_CHECKING:
 
 JOURNAL_DIR_VAR = "rollout_journal_dir"
 LOCK_ACTIONS = frozenset({"fleet.rollout.rollout_lock", "rollout_lock"})
+MEMBER_ACTIONS = frozenset({"fleet.rollout.lb_member", "lb_member"})
 DECISION_FACT = "deploy_roll"  # the deploy playbook's "Sort the targets by how their roll ended"
 ENDED_EARLY = "ansible-playbook ended before the play recap (interrupted, or stopped by an error)"
 TERMINATED = "ansible-playbook was terminated (SIGTERM) before the play recap"
-
-
-def _task_chain(task: Task) -> list[str]:
-    """The paths (``file:line``) of the task and of every parent, innermost first: the blocks of the task
-    files it was imported or included from, and the import/include tasks that brought them in."""
-    chain: list[str] = []
-    node: Any = task
-    while node is not None:
-        get_path = getattr(node, "get_path", None)
-        if callable(get_path):
-            path = get_path()
-            if path:
-                chain.append(str(path))
-        node = getattr(node, "_parent", None)
-    return chain
-
-
-def _checks_settings_only(task: Task) -> bool:
-    """The argument validation ansible-core adds to the deploy role's ``settings`` entry point, which
-    holds no other task (the deploy playbook's preflight runs it for every target)."""
-    args = getattr(task, "args", None) or {}
-    context = args.get("validate_args_context") if isinstance(args, Mapping) else None
-    return isinstance(context, Mapping) and context.get("argument_spec_name") == "settings"
-
-
-def _task_key(task: Task) -> str:
-    """The task's id, the same in the start and the result events."""
-    return str(getattr(task, "_uuid", "") or task.get_name())
-
-
-def _failure_message(result: Mapping[str, Any]) -> Any:
-    """What the failure said: ``msg``, else ``stderr``, else the messages of the failed loop items."""
-    for key in ("msg", "reason", "stderr"):
-        if result.get(key):
-            return result[key]
-    items = result.get("results")
-    if isinstance(items, list):
-        messages = [str(i.get("msg")) for i in items if isinstance(i, Mapping) and i.get("failed")]
-        return "; ".join(m for m in messages if m and m != "None") or None
-    return None
 
 
 class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification", needs_enabled=True):
@@ -212,7 +184,7 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
                     task.get_name(),
                     self._phase(task, host),
                     at=time.time(),
-                    key=_task_key(task),
+                    key=task_key(task),
                 )
                 self._changed()
 
@@ -220,17 +192,18 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
         host, task, data = result_parts(result)
         self._note_decision(data)
         self._note_lock_takeover(task, data)
+        self._note_redrains(host, task, data)
         self._finished_task(host, task, _journal.CHANGED if data.get("changed") else _journal.OK, None)
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
         host, task, data = result_parts(result)
         self._finished_task(
-            host, task, _journal.IGNORED if ignore_errors else _journal.FAILED, _failure_message(data)
+            host, task, _journal.IGNORED if ignore_errors else _journal.FAILED, failure_message(data)
         )
 
     def v2_runner_on_unreachable(self, result: Any) -> None:
         host, task, data = result_parts(result)
-        self._finished_task(host, task, _journal.UNREACHABLE, _failure_message(data))
+        self._finished_task(host, task, _journal.UNREACHABLE, failure_message(data))
 
     def v2_runner_on_skipped(self, result: Any) -> None:
         host, task, _data = result_parts(result)
@@ -318,9 +291,9 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
         targets = self._play is not None and self._play.pattern in self._targets
         if not targets and self._journal is not None and host.get_name() not in self._journal.hosts:
             return None
-        if _checks_settings_only(task):
+        if checks_settings_only(task):
             return None  # the deploy playbook's preflight validating the role's settings: no cycle yet
-        return _journal.phase_of(_task_chain(task), in_role=getattr(task, "_role", None) is not None)
+        return _journal.phase_of(task_chain(task), in_role=getattr(task, "_role", None) is not None)
 
     def _finished_task(self, host: Host, task: Task, status: str, msg: Any) -> None:
         with self._lock:
@@ -341,7 +314,7 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
                 )
                 self._committed = True
             journal.task_finished(
-                host.get_name(), task.get_name(), phase, status, at=time.time(), msg=msg, key=_task_key(task)
+                host.get_name(), task.get_name(), phase, status, at=time.time(), msg=msg, key=task_key(task)
             )
             self._changed()
 
@@ -373,6 +346,16 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
             if self._journal is not None:
                 self._journal.lock_taken(takeover, data.get("previous_holder"), data.get("msg"), time.time())
                 self._changed()
+
+    def _note_redrains(self, host: Host, task: Task, data: Mapping[str, Any]) -> None:
+        if (getattr(task, "resolved_action", None) or task.action) not in MEMBER_ACTIONS:
+            return
+        events = redrain_events(data)
+        if events:
+            with self._lock:
+                if self._journal is not None:
+                    self._journal.redrained(host.get_name(), events)
+                    self._changed()
 
     def _changed(self) -> None:
         if self._file is not None and not self._finished:

@@ -254,12 +254,11 @@ class BalancerMember:
     ) -> list[Member]:
         """Wait for the floor to hold on every member, then (not in check mode) send the commands that
         take the server out, both under the capacity lock; returns the members as last seen."""
-        addresses = [balancer.address for balancer in self.balancers]
         shortfalls: list[str] = []
 
         def taken_out() -> bool:
             nonlocal members, shortfalls
-            with capacity_lock(addresses if not self.check_mode else ()):
+            with capacity_lock(self.balancers if not self.check_mode else ()):
                 if not self.check_mode:
                     members = self.locate(weight)  # the pool as it is now that we hold the lock
                 shortfalls = [s for s in (self.capacity_shortfall(m, floor) for m in members) if s]

@@ -25,7 +25,10 @@ import tempfile
 import time
 import typing as t
 
-from ansible_collections.fleet.rollout.plugins.module_utils._errors import FleetRolloutError, TimeoutExpiredError
+from ansible_collections.fleet.rollout.plugins.module_utils._errors import (
+    FleetRolloutError,
+    TimeoutExpiredError,
+)
 from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import iso_time, write_json_atomically
 from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
     ADMIN_ANY_DRAIN,
@@ -153,7 +156,9 @@ def start_watcher(watcher: HoldWatcher) -> None:
 
 
 def stop_watcher(
-    files: HoldFiles, clock: t.Callable[[], float] = time.monotonic, sleep: t.Callable[[float], None] = time.sleep
+    files: HoldFiles,
+    clock: t.Callable[[], float] = time.monotonic,
+    sleep: t.Callable[[float], None] = time.sleep,
 ) -> list[dict[str, t.Any]]:
     """Ask the watcher of ``files`` (if one runs) to end, wait until its process is gone, and return its
     events. A watcher reads the request between two looks, so the wait is its longest look (which it

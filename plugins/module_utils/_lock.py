@@ -64,6 +64,7 @@ ATTEMPTS = 5  # rounds of read-judge-act when a lock changes under us (only poss
 EXPIRED = "expired"
 HOLDER_GONE = "holder_gone"
 FORCED = "forced"
+HANDED_OVER = "handed_over"  # held by a run that this run took the rollout over from
 # flock() is missing on some network filesystems; the atomic link/rename protocol still holds there.
 FLOCK_UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS)
 
@@ -110,9 +111,13 @@ class LockManager:
         *,
         holder: Holder | None = None,
         is_gone: t.Callable[[int, str | None], bool] = holder_is_gone,
+        controller: str | None = None,
+        handed_over_by: t.Sequence[str] = (),
     ) -> None:
         """``holder``: the process whose end frees a lock acquired here (None: only its TTL does);
-        ``is_gone`` tells whether the holder process of a record of this host has gone."""
+        ``is_gone`` tells whether the holder process of a record of this host has gone; ``controller``:
+        the host name of the controller the task runs for, recorded; ``handed_over_by``: runs whose locks
+        this one takes over at once (this run took the rollout over from them)."""
         directory = os.path.expanduser(directory)
         if not os.path.isabs(directory):
             # A module and the controller-side action run in different working directories.
@@ -126,6 +131,8 @@ class LockManager:
         self.guard_timeout = guard_timeout
         self.holder = holder
         self.is_gone = is_gone
+        self.controller = controller
+        self.handed_over_by = tuple(handed_over_by)
         self.path = os.path.join(directory, name + ".lock")
 
     # ---- the two states ----
@@ -147,14 +154,14 @@ class LockManager:
             for _attempt in range(ATTEMPTS):
                 seen = self._read()
                 now = self.now()
-                record = LockRecord.new(self.name, run_id, ttl, now, self.holder)
+                record = LockRecord.new(self.name, run_id, ttl, now, self.holder, controller=self.controller)
                 if seen is None:
                     if self.check_mode or self._create(record):
                         return self._result(
                             None, record, f"acquired rollout lock {self.name!r} for run {run_id}"
                         )
                     continue
-                if seen.record is not None and seen.record.run_id == run_id:
+                if seen.record is not None and seen.record.held_by(run_id, self.controller):
                     kept = self._keep_own(seen, seen.record, record, now)
                     if kept is not None:
                         return kept
@@ -189,6 +196,11 @@ class LockManager:
                 f"ansible-playbook process {held.holder_pid} on {held.host} is gone (killed or crashed), so "
                 f"the lock did not wait for its expiry at {held.expires_at}"
             )
+        if held is not None and held.run_id in self.handed_over_by:
+            return HANDED_OVER, (
+                f"took over rollout lock {self.name!r} from {held.describe()}{self._since(seen, now)}: this "
+                "run took the rollout over from that run"
+            )
         if force:
             return FORCED, self._broke(seen, now)
         raise self._held_error(
@@ -204,7 +216,7 @@ class LockManager:
                 if seen is None:
                     return self._result(None, None, f"rollout lock {self.name!r} is not held", changed=False)
                 now = self.now()
-                own = seen.record is not None and seen.record.run_id == run_id
+                own = seen.record is not None and seen.record.held_by(run_id, self.controller)
                 if not own and not force:
                     raise self._held_error(
                         seen,

@@ -88,9 +88,20 @@ class LockRecord:
     # older versions have neither field.
     holder_pid: int | None = None
     holder_started: str | None = None
+    # The controller (its host name) that ran the task: a lease's host is the target it is on.
+    controller: str | None = None
 
     @classmethod
-    def new(cls, name: str, run_id: str, ttl: int, now: float, holder: Holder | None = None) -> LockRecord:
+    def new(
+        cls,
+        name: str,
+        run_id: str,
+        ttl: int,
+        now: float,
+        holder: Holder | None = None,
+        *,
+        controller: str | None = None,
+    ) -> LockRecord:
         return cls(
             name=name,
             run_id=run_id,
@@ -103,6 +114,7 @@ class LockRecord:
             ttl=ttl,
             holder_pid=holder.pid if holder else None,
             holder_started=holder.started if holder else None,
+            controller=controller,
         )
 
     @classmethod
@@ -121,8 +133,9 @@ class LockRecord:
         holder_pid = fields["holder_pid"]
         if holder_pid is not None and (not isinstance(holder_pid, int) or isinstance(holder_pid, bool)):
             raise ValueError("holder_pid is not an integer")
-        if fields["holder_started"] is not None and not isinstance(fields["holder_started"], str):
-            raise ValueError("holder_started is not a string")
+        for key in ("holder_started", "controller"):
+            if fields[key] is not None and not isinstance(fields[key], str):
+                raise ValueError(f"{key} is not a string")
         parse_time(fields["acquired_at"])
         parse_time(fields["expires_at"])
         return cls(**fields)
@@ -145,7 +158,15 @@ class LockRecord:
 
     def describe(self) -> str:
         pid = self.pid if self.holder_pid is None else self.holder_pid
-        return f"run {self.run_id} ({self.user} on {self.host}, pid {pid})"
+        where = f"{self.user} on {self.host}, pid {pid}"
+        if self.controller is not None and self.controller != self.host:
+            where = f"from controller {self.controller}, {self.user} on {self.host}"
+        return f"run {self.run_id} ({where})"
+
+    def held_by(self, run_id: str, controller: str | None) -> bool:
+        """Whether this is ``run_id``'s lock: the same id from the same controller (where both say)."""
+        same_controller = controller is None or self.controller is None or self.controller == controller
+        return self.run_id == run_id and same_controller
 
     def holder_gone(self, this_host: str, is_gone: t.Callable[[int, str | None], bool]) -> bool:
         """Whether the record's holder process is known to be gone: only a holder on this same host can

@@ -13,9 +13,11 @@ from ansible_collections.fleet.rollout.plugins.module_utils._lock import (
     DEFAULT_DIRECTORY,
     DEFAULT_TTL,
     LockManager,
+    validate_run_id,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._lock_record import Holder
 from ansible_collections.fleet.rollout.plugins.module_utils._task_interface import TaskInterface
+from ansible_collections.fleet.rollout.plugins.module_utils._validate import validate_plain_name
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     name=dict(type="str", required=True),
@@ -25,6 +27,8 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     force=dict(type="bool", default=False),
     directory=dict(type="path", default=DEFAULT_DIRECTORY),
     bind_to_controller=dict(type="bool", default=False),
+    controller=dict(type="str"),
+    take_over_from=dict(type="list", elements="str", default=[]),
 )
 SPEC_CONSTRAINTS: dict[str, t.Any] = {}
 
@@ -39,7 +43,19 @@ def run_lock(
     process when the task runs inside it (the action plugin); a module cannot know it, so there
     bind_to_controller binds nothing and the TTL alone applies."""
     holder = controller if params.get("bind_to_controller") else None
-    manager = LockManager(params["directory"], params["name"], check_mode=check_mode, holder=holder)
+    controller_name = params.get("controller")
+    if controller_name is not None:
+        validate_plain_name("controller", controller_name, 253, field="controller")
+    for run_id in params.get("take_over_from") or []:
+        validate_run_id(run_id)
+    manager = LockManager(
+        params["directory"],
+        params["name"],
+        check_mode=check_mode,
+        holder=holder,
+        controller=controller_name,
+        handed_over_by=params.get("take_over_from") or (),
+    )
     if params["state"] == "released":
         result = manager.release(params["run_id"], force=params["force"])
     else:

@@ -106,6 +106,26 @@ options:
     type: bool
     default: false
     version_added: 1.1.0
+  controller:
+    description:
+      - The host name of the controller the task runs for, kept in the owner record and named in
+        messages; the action plugin sets it to the controller's host name when it is not given.
+      - A lock held by the same O(run_id) counts as this run's only when it comes from the same
+        controller, so a lock on a target (a lease) taken under the same O(run_id) from another
+        controller is another run's.
+      - ASCII letters, digits, V(-), V(_) and V(.) only.
+    type: str
+    version_added: 1.1.0
+  take_over_from:
+    description:
+      - With O(state=acquired), run ids whose live lock this run takes over at once, with a warning and
+        RV(takeover=handed_over). These are the runs that this run took the rollout over from (a dead
+        holder's, an expired or a forced rollout lock), whose leases on the targets nothing else would
+        free before their TTL.
+    type: list
+    elements: str
+    default: []
+    version_added: 1.1.0
 notes:
   - The lock directory must be on a local filesystem or one that supports C(flock) and hard links across
     all hosts that use it (NFSv4 does), to be safe against every race.
@@ -227,7 +247,8 @@ takeover:
   description:
     - Why the lock of RV(previous_holder) was taken or broken; null when none was.
     - V(expired) (past its TTL), V(holder_gone) (its C(ansible-playbook) process no longer runs on this
-      host, see O(bind_to_controller)), or V(forced) (O(force), also when releasing).
+      host, see O(bind_to_controller)), V(handed_over) (its run is in O(take_over_from)), or V(forced)
+      (O(force), also when releasing).
   returned: always
   type: str
   sample: holder_gone

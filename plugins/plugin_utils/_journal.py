@@ -145,6 +145,8 @@ class HostRecord:
     outcome: str = WAITING
     running: _InFlight | None = None
     msg: str | None = None
+    # times the host was found back in rotation while held drained, and drained again (lb_member's held)
+    redrains: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def touched(self) -> bool:
@@ -168,6 +170,8 @@ class HostRecord:
                 "since": timestamp(self.running.since),
             }
         entry["phases"] = [phase.to_dict() for phase in self.phases]
+        if self.redrains:
+            entry["redrains"] = self.redrains
         return entry
 
 
@@ -266,6 +270,13 @@ class Journal:
         """A rollout lock taken from another run (expired, its holder gone, forced): from whom, and why."""
         entry = {"takeover": str(takeover), "previous_holder": plain(previous_holder), "msg": short(msg)}
         self.lock_takeovers.append({**entry, "at": timestamp(at)})
+
+    def redrained(self, host: str, events: Iterable[Any]) -> None:
+        """A drained host found back in rotation (a reload that lost the state, another tool) and drained
+        again by the watcher its drain left: where and when, as lb_member reported it."""
+        record = self._record(host, None)
+        if record is not None:
+            record.redrains.extend(plain(event) for event in events)
 
     def finish(self, totals: Mapping[str, HostTotals], at: float) -> None:
         """The play recap arrived: every host's outcome, the summary and the result (see _outcome)."""

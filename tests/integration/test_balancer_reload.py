@@ -4,6 +4,7 @@ sessions that the new one cannot count."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -130,12 +131,24 @@ class ReloadWhileTwoAreDrained(threading.Thread):
 
 
 @pytest.mark.lab(hosts=6)
-def test_a_lossy_reload_with_two_hosts_drained_puts_neither_back_for_long(lab: Lab) -> None:
+def test_a_lossy_reload_with_two_hosts_drained_puts_neither_back_for_long(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "fleet.rollout.rollout_journal")
     watcher = ReloadWhileTwoAreDrained(lab)
     watcher.start()
     try:
         run, seen = deploy_under_traffic(
-            lab, "v2", "-e", "rollout_window=3", "-e", "rollout_canary_bake=0", rate=100, warmup=1.5
+            lab,
+            "v2",
+            "-e",
+            "rollout_window=3",
+            "-e",
+            "rollout_canary_bake=0",
+            "-e",
+            f"rollout_journal_dir={tmp_path}",
+            rate=100,
+            warmup=1.5,
         )
     finally:
         watcher.done.set()
@@ -148,4 +161,10 @@ def test_a_lossy_reload_with_two_hosts_drained_puts_neither_back_for_long(lab: L
     assert max(watcher.out_again.values()) <= 0.3, watcher.out_again
     assert seen.failed <= 5, seen.failures()[:10]
     assert fleet_state(lab) == {h.name: ("v2", "UP") for h in lab.hosts}
+    [journal] = [json.loads(path.read_text()) for path in tmp_path.glob("*.json")]
+    redrained = {name for name, host in journal["hosts"].items() if host.get("redrains")}
+    # (a host whose drain was sent just before the reload, after the watcher's look, is drained again too)
+    assert set(watcher.drained) <= redrained, {
+        name: h.get("redrains") for name, h in journal["hosts"].items()
+    }
     print(f"reload with {watcher.drained} drained: out again after {watcher.out_again}, {seen.failed} failed")

@@ -18,9 +18,11 @@ from lab.sampling import Sampler
 from tests.support import run_playbook
 
 
-def drain(lab: Lab, server: str, outcomes: dict[str, str], start: threading.Barrier) -> None:
+def drain(
+    lab: Lab, server: str, outcomes: dict[str, str], start: threading.Barrier, socket: str | None = None
+) -> None:
     request = MemberRequest(server=server, state="drained", min_healthy=3, capacity_timeout=0.5)
-    member = BalancerMember([RuntimeApiClient(str(lab.balancers[0].socket))], request)
+    member = BalancerMember([RuntimeApiClient(socket or str(lab.balancers[0].socket))], request)
     start.wait()
     try:
         member.apply()
@@ -41,6 +43,27 @@ def test_two_drains_at_once_never_go_below_the_floor(lab: Lab) -> None:
             thread.join()
         assert sorted(outcomes.values()) == ["drained", "refused"], outcomes
         for server in ("app01", "app02"):
+            lab.runtime("lb1", f"set server app/{server} state ready")
+        lab.wait_all_up()
+
+
+@pytest.mark.lab(hosts=4)
+def test_the_floor_holds_between_the_unix_and_the_tcp_socket_of_one_haproxy(lab: Lab) -> None:
+    """One HAProxy, two ways to its runtime API (two controllers' settings): one capacity lock."""
+    sockets = {"app01": str(lab.balancers[0].socket), "app02": lab.balancers[0].admin_url}
+    for _trial in range(5):
+        outcomes: dict[str, str] = {}
+        start = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=drain, args=(lab, server, outcomes, start, socket))
+            for server, socket in sockets.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes.values()) == ["drained", "refused"], outcomes
+        for server in sockets:
             lab.runtime("lb1", f"set server app/{server} state ready")
         lab.wait_all_up()
 

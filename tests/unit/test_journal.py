@@ -186,6 +186,17 @@ def test_a_task_in_flight_is_shown_until_its_result() -> None:
     assert "running" not in journal.to_dict(T0 + 5)["hosts"]["app01"]
 
 
+def test_a_host_drained_again_says_where_and_how_and_a_host_that_was_not_says_nothing() -> None:
+    journal, _clock = new_journal("app01", "app02")
+    journal.redrained("app01", [{"during": "hold", "balancer": "/run/lb1.sock", "backend": "app", "at": "t"}])
+    journal.redrained("localhost", [{"during": "drain"}])  # no target host: not journaled
+    hosts = journal.to_dict(T0 + 1)["hosts"]
+    assert hosts["app01"]["redrains"] == [
+        {"during": "hold", "balancer": "/run/lb1.sock", "backend": "app", "at": "t"}
+    ]
+    assert "redrains" not in hosts["app02"] and "localhost" not in hosts
+
+
 def test_interleaved_results_of_several_hosts_stay_with_their_host() -> None:
     """The rolling strategy (free) runs several hosts at once: starts and results come in any order."""
     journal, clock = new_journal("app01", "app02", "app03")

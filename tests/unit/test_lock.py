@@ -189,6 +189,48 @@ def test_a_second_run_fails_at_once_naming_the_holder_and_since_when(locks: Path
     assert (locks / "web.lock").read_bytes() == before
 
 
+def test_the_same_run_id_from_another_controller_is_another_run(locks: Path, clock: Clock) -> None:
+    LockManager(str(locks), "web", now=clock, controller="ctl01").acquire("unlocked-play")
+    again = LockManager(str(locks), "web", now=clock, controller="ctl01").acquire("unlocked-play")
+    with pytest.raises(ConflictError) as caught:
+        LockManager(str(locks), "web", now=clock, controller="ctl02").acquire("unlocked-play")
+    with pytest.raises(ConflictError):
+        LockManager(str(locks), "web", now=clock, controller="ctl02").release("unlocked-play")
+
+    assert again["changed"] is False
+    assert "held by run unlocked-play (from controller ctl01, " in caught.value.message
+    assert on_disk(locks)["controller"] == "ctl01"
+
+
+def test_a_lock_of_a_run_this_run_took_over_from_is_handed_over(locks: Path, clock: Clock) -> None:
+    manager(locks, clock).acquire("run-a")
+    with pytest.raises(ConflictError):
+        LockManager(str(locks), "web", now=clock, handed_over_by=["run-c"]).acquire("run-b")
+
+    taken = LockManager(str(locks), "web", now=clock, handed_over_by=["run-a"]).acquire("run-b")
+
+    assert taken["takeover"] == "handed_over" and taken["previous_holder"]["run_id"] == "run-a"
+    assert "this run took the rollout over from that run" in taken["msg"]
+    assert on_disk(locks)["run_id"] == "run-b"
+
+
+def test_run_lock_refuses_a_bad_controller_or_handed_over_run(locks: Path) -> None:
+    params = {
+        "name": "web",
+        "state": "acquired",
+        "run_id": "r1",
+        "ttl": 60,
+        "force": False,
+        "directory": str(locks),
+        "bind_to_controller": False,
+    }
+    with pytest.raises(InvalidInputError, match="ctl 01"):
+        run_lock(dict(params, controller="ctl 01", take_over_from=[]))
+    with pytest.raises(InvalidInputError, match="a;b"):
+        run_lock(dict(params, controller=None, take_over_from=["a;b"]))
+    assert not locks.exists()
+
+
 def test_an_expired_lock_is_taken_over_and_says_so(locks: Path, clock: Clock) -> None:
     old = manager(locks, clock).acquire("run-a", ttl=60)
     clock.now += 60 + 125
