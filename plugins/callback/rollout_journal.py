@@ -33,7 +33,8 @@ description:
     C(verify), C(enable); C(check) for C(main.yml) and the argument validation). Hooks belong to the step
     that runs them; everything under C(recover.yml) is C(recover); the own tasks of the C(rollback) entry
     point (and of the deprecated role C(fleet.rollout.rollback)) are C(rollback). Skipped tasks make no
-    phase. Tasks outside the roles are C(preflight), or C(after) once the host's cycle began; they count
+    phase, nor does a host's lease taken or given back (C(lease) only when it fails, held by another
+    run). Tasks outside the roles are C(preflight), or C(after) once the host's cycle began; they count
     only on the hosts of the plays on the target (a report play on C(localhost) adds no host). A task in
     flight is shown as the host's C(running).
   - "An audit of the rollout locks the run took from another run: C(lock_takeovers), one entry per

@@ -49,6 +49,9 @@ PREFLIGHT, AFTER = "preflight", "after"
 # The deploy role's main.yml (and any role's argument validation) only checks its input.
 CHECK = "check"
 RECOVER = "recover"
+# The deploy role's lease.yml: a host's lease taken and given back is bookkeeping, journaled only when it
+# fails (held by another run).
+LEASE = "lease"
 ROLLBACK = "rollback"
 ANALYSIS = "judge"  # the deploy role's judge.yml: release analysis (gates, bakes, final check)
 
@@ -246,7 +249,7 @@ class Journal:
         if record is None:
             return
         running, record.running = record.running, None
-        if status == SKIPPED:
+        if status == SKIPPED or (phase == LEASE and status in (OK, CHANGED)):
             return
         name = phase or self._outside(record)
         started = running.since if running and running.key == (key or task) else at

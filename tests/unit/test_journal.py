@@ -142,7 +142,9 @@ def test_consecutive_tasks_of_a_step_make_one_phase_and_skipped_tasks_make_none(
     run_task(journal, clock, "app01", "health check", "verify")
     run_task(journal, clock, "app01", "tolerated failure", "verify", status=IGNORED)
     run_task(journal, clock, "app01", "enable", "enable", status=CHANGED)
+    run_task(journal, clock, "app01", "give the lease back", "lease")  # bookkeeping: no phase
     run_task(journal, clock, "app01", "a later play's task", None)
+    run_task(journal, clock, "app01", "take a lease held by another run", "lease", status=FAILED)
     assert phases(journal, "app01") == [
         ("preflight", OK, 2),
         ("check", OK, 2),
@@ -152,6 +154,7 @@ def test_consecutive_tasks_of_a_step_make_one_phase_and_skipped_tasks_make_none(
         ("verify", OK, 2),
         ("enable", CHANGED, 1),
         ("after", OK, 1),
+        ("lease", FAILED, 1),
     ]
 
 
