@@ -11,12 +11,13 @@ export ANSIBLE_HOME := $(CURDIR)/.tmp/ansible-home
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: molecule help setup lint ruff mypy yamllint ansible-lint sanity build unit integration test demo lab-down bench clean
+.PHONY: molecule help setup lint ruff mypy yamllint ansible-lint sanity build unit integration chaos test demo lab-down bench clean
 
 help:
 	@echo "make demo   bring up a 10-host lab with traffic (see README), then take it down"
 	@echo "make test   setup, lint, unit and integration tests (what CI runs)"
 	@echo "make lint   ruff, mypy, yamllint, ansible-lint, ansible-test sanity"
+	@echo "make chaos  every seeded fault trial of tests/chaos, then a summary table (make test runs a few)"
 	@echo "make setup  Debian packages for the lab and the pinned .venv (every target runs it)"
 	@echo "make molecule  molecule test of the deploy role (extensions/molecule/deploy) on its own lab"
 
@@ -53,8 +54,15 @@ sanity: build
 unit: setup
 	pytest tests/unit $(PYTEST_ARGS)
 
+# With the chaos suite's small seeded subset (the trials not marked chaos_full, about two minutes).
 integration: setup
-	pytest tests/integration $(PYTEST_ARGS)
+	pytest tests/integration tests/chaos -m "not chaos_full" $(PYTEST_ARGS)
+
+# Every trial of the chaos suite (CHAOS_SEEDS seeds per fault, default 4); each appends its row to
+# .tmp/chaos/results.tsv (started afresh here) and the run ends with a summary table per fault.
+chaos: setup
+	rm -f .tmp/chaos/results.tsv
+	pytest tests/chaos $(PYTEST_ARGS)
 
 test: setup lint unit integration
 

@@ -109,6 +109,10 @@ class AppServer(ThreadingHTTPServer):
     # Graceful stop: server_close() joins the threads of requests still in flight.
     daemon_threads = False
     block_on_close = True
+    # A listen backlog like a real server's (nginx: 511), not socketserver's 5: a balancer resuming after
+    # a stall (SIGSTOP) opens every connection it queued to the servers left in rotation at once, and a
+    # backlog of 5 drops their SYNs, which HAProxy's connect retries outlast a client's patience.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         super().__init__(address, Handler)
