@@ -58,6 +58,7 @@ FAULTS = (
 MOUNT_FAULTS = ("disk_full", "readonly_releases")
 
 RESULTS_HEADER = ("fault", "seed", "moment", "landed", "result", "converged", "failed_requests", "seconds")
+SUMMARY = ("fault", "trials", "landed", "runs failed", "converged", "failed requests", "seconds")
 
 
 def results_file() -> Path:
@@ -76,6 +77,7 @@ class Row:
     converged: bool
     failed_requests: int
     seconds: float
+    run_ok: bool = True  # the judged run exited 0 (else it failed: cleanly, when it converged)
 
     def cells(self) -> tuple[str, ...]:
         return (
@@ -106,22 +108,34 @@ def append_row(row: Row) -> None:
 
 def summary_table(rows: list[Row]) -> list[str]:
     """Per fault: trials, how many of their faults landed (a rollout may end before its moment), how many
-    converged, failed requests and seconds; then the totals."""
-    lines = [
-        f"{'fault':<20} {'trials':>6} {'landed':>6} {'converged':>9} {'failed requests':>15} {'seconds':>7}"
-    ]
-    faults = sorted(
-        {row.fault for row in rows}, key=lambda f: FAULTS.index(f) if f in FAULTS else len(FAULTS)
-    )
-    for name, mine in [
-        *((fault, [row for row in rows if row.fault == fault]) for fault in faults),
-        ("total", rows),
-    ]:
-        landed = sum(row.landed for row in mine)
-        converged = sum(row.converged for row in mine)
-        failed = sum(row.failed_requests for row in mine)
-        seconds = sum(row.seconds for row in mine)
-        lines.append(f"{name:<20} {len(mine):>6} {landed:>6} {converged:>9} {failed:>15} {seconds:>7.0f}")
+    of the runs judged failed (cleanly, when they converged), how many converged, failed requests and
+    seconds; then the totals."""
+    widths = [20, *(len(title) for title in SUMMARY[1:])]
+
+    def line(cells: list[object]) -> str:
+        return " ".join(
+            str(cell).rjust(width) if i else str(cell).ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    order = {fault: i for i, fault in enumerate(FAULTS)}
+    faults = sorted({row.fault for row in rows}, key=lambda fault: order.get(fault, len(FAULTS)))
+    groups = [*((fault, [row for row in rows if row.fault == fault]) for fault in faults), ("total", rows)]
+    lines = [line(list(SUMMARY))]
+    for name, mine in groups:
+        lines.append(
+            line(
+                [
+                    name,
+                    len(mine),
+                    sum(row.landed for row in mine),
+                    sum(not row.run_ok for row in mine),
+                    sum(row.converged for row in mine),
+                    sum(row.failed_requests for row in mine),
+                    round(sum(row.seconds for row in mine)),
+                ]
+            )
+        )
     return lines
 
 
@@ -148,7 +162,7 @@ class Moment:
 
 def pick_moment(fault: str, rng: random.Random, hosts: list[str]) -> Moment:
     """The seeded moment of ``fault``: each fault lands only where it means something (an app is killed
-    only while its host is out of rotation; a full or read-only disk before or during a host's cycle)."""
+    only while its host is out of rotation; a full or read-only disk before or during a host's staging)."""
     host = rng.choice(hosts)
     if fault == "app_kill":
         kind = rng.choice(["drained", "phase", "phase"])
@@ -156,12 +170,13 @@ def pick_moment(fault: str, rng: random.Random, hosts: list[str]) -> Moment:
             kind, host, rng.choice(["switch", "verify"]) if kind == "phase" else "", rng.uniform(0, 0.3)
         )
     if fault in MOUNT_FAULTS:
-        kind = rng.choice(["delay", "phase", "drained"])
+        # Where a full or read-only releases directory bites: before the rollout reaches the host (its
+        # whole cycle takes about a second, its stage some 40 ms), or as the host's cycle begins (the
+        # journal's "check", its argument validation, some 0.1 s before its stage).
+        kind = rng.choice(["delay", "phase", "phase"])
         if kind == "delay":
             return Moment("delay", host, delay=rng.uniform(0.3, 2.0))  # before the first cycle starts
-        return Moment(
-            kind, host, rng.choice(["stage", "verify"]) if kind == "phase" else "", rng.uniform(0, 0.2)
-        )
+        return Moment("phase", host, "check", rng.uniform(0, 0.05))
     phases = {
         "controller_sigkill": ["stage", "drain", "switch", "verify", "enable"],
         "second_controller": ["stage", "drain", "verify"],
@@ -632,6 +647,7 @@ class Trial:
 
     def run(self) -> Row:
         started = self.started = time.monotonic()
+        final_rc: int | None = None
         load = start_traffic(self.lab)
         try:
             with contextlib.ExitStack() as stack:
@@ -640,6 +656,7 @@ class Trial:
                     releases = stack.enter_context(releases_mount(self.lab, self.moment.host, self.fault))
                 wait_for_traffic(self.lab)
                 final = self.roll(releases)
+                final_rc = final.rc
                 check_fleet(self.outcome, self.lab, final, self.rollout.version)
                 check_leftovers(self.outcome, self.rollout)
         finally:
@@ -656,6 +673,7 @@ class Trial:
             self.outcome.converged,
             seen.failed,
             time.monotonic() - started,
+            run_ok=final_rc == 0,
         )
 
     def roll(self, releases: Path | None) -> Controller:
@@ -677,6 +695,9 @@ class Trial:
         self.outcome.result = self.outcome.result or (
             "succeeded" if final.rc == 0 else f"failed rc {final.rc}"
         )
+        redrained = sum(run.output().count("found back in rotation") for run in self.rollout.runs)
+        if redrained:  # the evidence that a reload (or a stall) bit: servers drained again
+            self.outcome.result += f"; {redrained} warnings of a server found back in rotation"
         return final
 
     def inject(self, first: Controller, releases: Path | None) -> Controller:
