@@ -34,7 +34,7 @@ from lab import haproxy
 from lab.fleet import Lab, running_version
 from lab.ports import pid_alive
 from lab.traffic import Traffic, TrafficResult
-from tests.integration.test_rollout_resume import kill_tree
+from tests.integration.test_rollout_resume import kill_tree, where_it_was
 from tests.support import ROOT, VENV_BIN, ansible_env
 
 HOSTS = 3
@@ -765,7 +765,7 @@ class Trial:
             self.outcome.check(not held_locks(self.rollout.lock_dir), "no journal, yet a lock was left")
         again = self.rollout.start("rerun")
         again.wait()
-        check_journal(self.outcome, again)
+        rerun_journal = check_journal(self.outcome, again) or {}
         out = again.output()
         self.outcome.check(
             again.rc == 0, f"the re-run did not converge (rc {again.rc}): {failure_lines(out)}"
@@ -775,5 +775,10 @@ class Trial:
                 f"took over rollout lock 'app' from run {held.run_id}" in out,
                 f"the re-run did not say it took the dead run's lock over: {failure_lines(out)}",
             )
-        self.outcome.result = "killed; rerun " + ("succeeded" if again.rc == 0 else f"failed rc {again.rc}")
+            takeovers = [entry.get("takeover") for entry in rerun_journal.get("lock_takeovers", [])]
+            self.outcome.check(takeovers == ["holder_gone"], f"the re-run's journal audits {takeovers}")
+        doing = where_it_was(journal) if journal and journal.get("result") == "running" else "no journal yet"
+        self.outcome.result = f"killed [{doing}]; rerun " + (
+            "succeeded" if again.rc == 0 else f"failed rc {again.rc}"
+        )
         return again
