@@ -54,11 +54,11 @@ sanity: build
 unit: setup
 	pytest tests/unit $(PYTEST_ARGS)
 
-# With the chaos suite's small seeded subset (the trials not marked chaos_full, about two minutes).
+# With the chaos suite's small seeded subset: the trials not marked chaos_full, one of each fault (about a minute).
 integration: setup
 	pytest tests/integration tests/chaos -m "not chaos_full" $(PYTEST_ARGS)
 
-# Every trial of the chaos suite (CHAOS_SEEDS seeds per fault, default 4); each appends its row to
+# Every trial of the chaos suite (CHAOS_SEEDS seeds per fault, default 5); each appends its row to
 # .tmp/chaos/results.tsv (started afresh here) and the run ends with a summary table per fault.
 chaos: setup
 	rm -f .tmp/chaos/results.tsv
