@@ -599,6 +599,8 @@ def check_fleet(outcome: Outcome, lab: Lab, run: Controller, version: str) -> No
 def check_leftovers(outcome: Outcome, rollout: Rollout) -> None:
     locks = held_locks(rollout.lock_dir)
     outcome.check(not locks, f"rollout locks left held in {rollout.lock_dir}: {locks}")
+    leases = [h.name for h in rollout.lab.hosts if (h.root / "rollout-lease.lock").exists()]
+    outcome.check(not leases, f"host leases left held: {leases}")
     watchers = live_hold_watchers(rollout.lab)
     outcome.check(not watchers, f"hold watchers left running: {watchers}")
 
