@@ -194,6 +194,11 @@ def deploy_under_traffic(
     return run, load.wait()
 
 
+def app_pids(lab: Lab) -> dict[str, int | None]:
+    """Every lab host's app process: a host whose pid is the same after a run was never restarted."""
+    return {host.name: host.service.pid() for host in lab.hosts}
+
+
 def fleet_state(lab: Lab) -> dict[str, tuple[str | None, str]]:
     """Every lab host's current release and its status on the first balancer."""
     status = {row["svname"]: row["status"] for row in show_stat(lab.balancers[0].socket)}

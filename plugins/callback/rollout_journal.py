@@ -302,8 +302,9 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
             if journal is None:
                 return
             phase = self._phase(task, host)
-            # (a release analysis read in preflight is a role task too, but no sign of the roll play)
-            cycle = phase is not None and phase != _journal.ANALYSIS
+            # (a release analysis read in preflight, or the staging of every target before the roll, is a
+            # role task too, but no sign of the roll play)
+            cycle = phase is not None and phase not in (_journal.ANALYSIS, _journal.STAGE)
             if cycle and status != _journal.SKIPPED and not self._committed and self._play is not None:
                 # the settings of the play that runs the roles (a later revert play has its own)
                 current = self._play

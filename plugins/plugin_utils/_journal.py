@@ -48,6 +48,9 @@ WAITING, RUNNING = "waiting", "running"
 PREFLIGHT, AFTER = "preflight", "after"
 # The deploy role's main.yml (and any role's argument validation) only checks its input.
 CHECK = "check"
+# Staging (the deploy playbook stages every target before the first drain) changes neither current nor
+# rotation: a host only staged has not started its cycle.
+STAGE = "stage"
 RECOVER = "recover"
 # The deploy role's lease.yml: a host's lease taken and given back is bookkeeping, journaled only when it
 # fails (held by another run).
@@ -64,17 +67,20 @@ def phase_of(chain: Sequence[str], *, in_role: bool) -> str | None:
     the task file of the fleet.rollout deploy role it comes from (``drain``, ``switch``, ...), through
     imports and includes, so a hook's tasks belong to the step that ran the hook. Everything under
     ``recover.yml`` is ``recover``; the own tasks of the ``rollback`` entry point (``rollback.yml``, and
-    of the deprecated rollback role) are ``rollback``; the deploy role's ``main.yml`` is ``check``.
+    of the deprecated rollback role) are ``rollback``; the deploy role's ``main.yml`` (and the rules it
+    checks) is ``check``; the entry point ``settings`` (checks only, before any host is touched) is none.
     ``None`` for a task outside the roles; ``check`` for a role task without a task file (the argument
     validation)."""
     files = [match.groups() for match in map(_ROLE_FILE.search, chain) if match]
+    if ("deploy", "settings") in files:
+        return None  # the entry point that only checks the settings (the deploy playbook's preflight)
     if ("deploy", "recover") in files:
         return RECOVER
     if files:
         role, stem = files[0]
         if role == "rollback":
             return ROLLBACK
-        return CHECK if stem == "main" else stem
+        return CHECK if stem in ("main", "rules") else stem
     return CHECK if in_role else None
 
 
@@ -153,9 +159,10 @@ class HostRecord:
 
     @property
     def touched(self) -> bool:
-        """Whether any task of the roles ran here (or is running)."""
-        in_role = (p.name not in (PREFLIGHT, AFTER) for p in self.phases)
-        return any(in_role) or (self.running is not None and self.running.phase not in (PREFLIGHT, AFTER))
+        """Whether any task of the roles ran here (or is running), staging aside."""
+        outside = (PREFLIGHT, AFTER, STAGE)
+        in_role = (p.name not in outside for p in self.phases)
+        return any(in_role) or (self.running is not None and self.running.phase not in outside)
 
     @property
     def reverted(self) -> bool:

@@ -36,11 +36,11 @@ def task_chain(task: Task) -> list[str]:
 
 
 def checks_settings_only(task: Task) -> bool:
-    """The argument validation ansible-core adds to the deploy role's ``settings`` entry point, which
-    holds no other task (the deploy playbook's preflight runs it for every target)."""
+    """The argument validation ansible-core adds to the deploy role's ``settings`` and ``stage`` entry
+    points, which the deploy playbook runs for every target before the first host is touched."""
     args = getattr(task, "args", None) or {}
     context = args.get("validate_args_context") if isinstance(args, Mapping) else None
-    return isinstance(context, Mapping) and context.get("argument_spec_name") == "settings"
+    return isinstance(context, Mapping) and context.get("argument_spec_name") in ("settings", "stage")
 
 
 def task_key(task: Task) -> str:

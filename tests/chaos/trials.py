@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -170,13 +171,12 @@ def pick_moment(fault: str, rng: random.Random, hosts: list[str]) -> Moment:
             kind, host, rng.choice(["switch", "verify"]) if kind == "phase" else "", rng.uniform(0, 0.3)
         )
     if fault in MOUNT_FAULTS:
-        # Where a full or read-only releases directory bites: before the rollout reaches the host (its
-        # whole cycle takes about a second, its stage some 40 ms), or as the host's cycle begins (the
-        # journal's "check", its argument validation, some 0.1 s before its stage).
+        # Where a full or read-only releases directory bites: before the rollout stages the release (every
+        # target at once, before the first drain), or as it stages it on the host (the journal's "stage").
         kind = rng.choice(["delay", "phase", "phase"])
         if kind == "delay":
-            return Moment("delay", host, delay=rng.uniform(0.3, 2.0))  # before the first cycle starts
-        return Moment("phase", host, "check", rng.uniform(0, 0.05))
+            return Moment("delay", host, delay=rng.uniform(0.3, 2.0))  # in the preflight, or in the staging
+        return Moment("phase", host, "stage", rng.uniform(0, 0.02))
     phases = {
         "controller_sigkill": ["stage", "drain", "switch", "verify", "enable"],
         "second_controller": ["stage", "drain", "verify"],
@@ -571,6 +571,17 @@ def check_fleet(outcome: Outcome, lab: Lab, run: Controller, version: str) -> No
     if run.rc == 0:
         outcome.check(versions == {version}, f"rc 0, yet the fleet is on {versions}")
         outcome.check(not not_up, f"rc 0, yet not UP and ready: {[(n, view[n]) for n in not_up]}")
+        outcome.converged = len(versions) == 1 and not not_up
+        return
+    staging = re.search(
+        rf"staging {re.escape(version)} failed on \d+ of \d+ targets, before any host left[^\n]*", output
+    )
+    if staging is not None:  # refused while every host still served: nothing may be out of rotation
+        outcome.notes.append(f"{run.name}: {staging.group(0)[:300]}")
+        outcome.check(
+            re.search(r": app\d+: ", staging.group(0)) is not None, f"no host named: {staging.group(0)}"
+        )
+        outcome.check(not not_up, f"staging failed, yet not UP and ready: {[(n, view[n]) for n in not_up]}")
         outcome.converged = len(versions) == 1 and not not_up
         return
     said = report(output)

@@ -69,10 +69,10 @@ def test_the_floor_holds_between_the_unix_and_the_tcp_socket_of_one_haproxy(lab:
 
 
 class UpSampler(Sampler):
-    """Counts the servers HAProxy reports UP, every 0.2 s, in a thread."""
+    """Counts the servers HAProxy reports UP (a drained one is DRAIN), every ``interval`` s, in a thread."""
 
-    def __init__(self, lab: Lab) -> None:
-        super().__init__(0.2)
+    def __init__(self, lab: Lab, interval: float = 0.2) -> None:
+        super().__init__(interval)
         self.lab = lab
         self.samples: list[int] = []
 

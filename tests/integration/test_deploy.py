@@ -12,7 +12,7 @@ from lab.fleet import Lab
 from lab.haproxy import show_stat
 from lab.traffic import Traffic, TrafficResult
 from tests import support
-from tests.support import PlaybookRun, run_deploy
+from tests.support import PlaybookRun, app_pids, run_deploy
 
 RATE = 100.0
 
@@ -68,6 +68,7 @@ def test_ten_hosts_move_to_v2_under_load_without_a_failed_request(lab: Lab) -> N
 def test_a_bad_release_stops_at_the_first_host_and_leaves_no_trace(
     lab: Lab, behaviour: dict[str, object], evidence: str
 ) -> None:
+    before = app_pids(lab)
     # a short health deadline keeps the test quick; the role's default is 60 s
     run, result = deploy_under_traffic(
         lab, "v2", "-e", '{"deploy_health": {"deadline": 5}}', "-e", "rollout_window=3", **behaviour
@@ -79,8 +80,8 @@ def test_a_bad_release_stops_at_the_first_host_and_leaves_no_trace(
     assert {h.name: h.current_release() for h in lab.hosts} == {h.name: "v1" for h in lab.hosts}
     assert set(servers_status(lab).values()) == {"UP"}
     assert {h.name: h.service.status()["running"] for h in lab.hosts} == {h.name: True for h in lab.hosts}
-    for host in lab.hosts[1:]:
-        assert not (host.root / "releases" / "v2").exists(), f"{host.name} was touched"
+    for host in lab.hosts[1:]:  # staged ahead like every target, but never switched nor restarted
+        assert host.service.pid() == before[host.name], f"{host.name} was restarted"
     assert set(result.versions()) == {"v1"}, "users saw the bad release"
     assert "ROLLOUT: 0 ok, 1 failed, 9 not started, of 10" in run.stdout, run.stdout[-3000:]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -63,7 +64,11 @@ def test_a_release_failing_on_the_fifth_host_is_reverted_everywhere(lab: Lab) ->
     again = deploy(lab, artifact)
     assert again.rc != 0
     assert "release v2 was marked bad" in again.stdout
-    assert "ROLLOUT: 0 ok, 1 failed, 9 not started, of 10" in again.stdout
+    # the hosts that marked it (the failed one, the reverted ones) refuse it while staging, before any host
+    # leaves rotation
+    refused = re.search(r"staging v2 failed on (\d+) of 10 targets, before any host left", again.stdout)
+    assert refused and int(refused.group(1)) >= 5, again.evidence()
+    assert "app05: Install the release beside the current one: release v2 was marked bad" in again.stdout
     assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
 
     forced = deploy(lab, artifact, "-e", "deploy_force=true")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.fleet import Lab
+from tests.integration.test_capacity_guard import UpSampler
 from tests.integration.test_rollout_journal import only_journal, start_journaled_deploy, wait_for_journal
 from tests.support import deploy_report, fleet_state, run_deploy
 
@@ -119,22 +120,28 @@ def test_failures_within_the_budget_finish_the_roll_without_a_revert(lab: Lab) -
     assert all(status == "UP" for _release, status in fleet_state(lab).values())
 
 
-@pytest.mark.lab(hosts=3)
-def test_a_failure_outside_the_cycle_is_in_the_report(lab: Lab, tmp_path: Path) -> None:
-    """A bad artifact on one host fails its staging, before it leaves rotation: the report names it."""
+@pytest.mark.lab(hosts=10)
+def test_a_bad_artifact_on_one_host_fails_the_run_before_any_host_leaves_rotation(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Every target stages the release before the first drain: one that cannot (here a checksum that does
+    not match, as a corrupt download would be) fails the run while all still serve, naming it."""
     artifact = lab.build("v2")
     host_vars = tmp_path / "host_vars"
     host_vars.mkdir()
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(lab.inventory.read_text())
-    (host_vars / "app02.yml").write_text("deploy_artifact_checksum: sha256:" + "0" * 64 + "\n")
-    run = run_deploy(inventory, "v2", artifact, "-e", "rollout_max_failures=1")
+    (host_vars / "app07.yml").write_text("deploy_artifact_checksum: sha256:" + "0" * 64 + "\n")
+    with UpSampler(lab, interval=0.05) as sampler:
+        run = run_deploy(inventory, "v2", artifact, "-e", "rollout_max_failures=3", "-e", "rollout_window=3")
     assert run.rc != 0
-    report = deploy_report(run)
-    assert report["failed"] == {"app02": "Install the release beside the current one"}
-    assert report["result"] != "complete"
-    assert "before the host left rotation" in run.stdout
-    assert fleet_state(lab)["app02"] == ("v1", "UP")
+    assert "staging v2 failed on 1 of 10 targets, before any host left rotation" in run.stdout, run.evidence()
+    assert "app07: Install the release beside the current one: " in run.stdout, run.evidence()
+    assert "checksum" in run.stdout
+    assert len(sampler.samples) > 10 and min(sampler.samples) == 10, sampler.samples  # all UP, none drained
+    assert fleet_state(lab) == {h.name: ("v1", "UP") for h in lab.hosts}
+    assert all((h.root / "releases" / "v2").is_dir() for h in lab.hosts if h.name != "app07")  # staged only
+    assert not (lab.state_dir / "locks" / "app.lock").exists()  # the lab inventory's deploy_lock_dir
 
 
 @pytest.mark.lab(hosts=2)

@@ -68,7 +68,10 @@ T0 = 1_800_000_000.0
         ([f"{TASKS}/recover.yml:3", f"{TASKS}/cycle.yml:21"], True, "recover"),
         # main.yml and the role's argument validation (a role task at the play's roles: line) check input
         ([f"{TASKS}/main.yml:4"], True, "check"),
+        ([f"{TASKS}/rules.yml:4", f"{TASKS}/main.yml:20"], True, "check"),
         ([f"{PLAYBOOK}:37"], True, "check"),
+        # the entry point that only checks the settings, before any host is touched: no phase
+        ([f"{TASKS}/rules.yml:4", f"{TASKS}/settings.yml:4"], True, None),
         # the deploy cycle run by the rollback role keeps its steps; the rollback role's own tasks
         ([f"{TASKS}/switch.yml:6", f"{TASKS}/cycle.yml:10", f"{ROLLBACK}/main.yml:11"], True, "switch"),
         ([f"{ROLLBACK}/main.yml:3"], True, "rollback"),
