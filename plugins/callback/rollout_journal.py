@@ -105,6 +105,7 @@ from ansible.release import __version__ as ansible_core_version
 from ansible.template import Templar
 from ansible_collections.fleet.rollout.plugins.plugin_utils import _journal
 from ansible_collections.fleet.rollout.plugins.plugin_utils._callback import RolloutCallback
+from ansible_collections.fleet.rollout.plugins.plugin_utils._journal_file import JournalFile
 from ansible_collections.fleet.rollout.plugins.plugin_utils._rolling_options import (
     CANARY,
     DEFAULTS,
@@ -145,7 +146,7 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
         # thread and from its results thread; this lock also keeps the timed writes out of a change.
         self._lock = threading.RLock()
         self._journal: _journal.Journal | None = None
-        self._file: _journal.JournalFile | None = None
+        self._file: JournalFile | None = None
         self._playbook: str | None = None
         self._play: _PlaySettings | None = None  # of the play that runs now
         self._targets: set[str] = set()  # host patterns of the rollout's target plays
@@ -236,7 +237,7 @@ class CallbackModule(RolloutCallback, name="rollout_journal", kind="notification
             ansible_core=ansible_core_version,
         )
         self._journal = journal
-        self._file = _journal.JournalFile(
+        self._file = JournalFile(
             directory.absolute() / _journal.file_name(journal.run_id, target),
             journal.to_dict,
             interval=float(self.get_option("write_interval")),

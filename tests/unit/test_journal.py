@@ -26,15 +26,14 @@ from ansible_collections.fleet.rollout.plugins.plugin_utils._journal import (
     UNREACHABLE,
     HostTotals,
     Journal,
-    JournalFile,
     file_name,
     new_run_id,
     phase_of,
     plain,
     short,
     timestamp,
-    write_atomic,
 )
+from ansible_collections.fleet.rollout.plugins.plugin_utils._journal_file import JournalFile, write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = "/c/ansible_collections/fleet/rollout/roles/deploy/tasks"
@@ -541,7 +540,8 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from ansible_collections.fleet.rollout.plugins.plugin_utils._journal import Journal, JournalFile
+    from ansible_collections.fleet.rollout.plugins.plugin_utils._journal import Journal
+    from ansible_collections.fleet.rollout.plugins.plugin_utils._journal_file import JournalFile
     journal = Journal("run", time.time())
     hosts = [f"app{i:03d}" for i in range(100)]
     journal.play_started("Roll", "fleet.rollout.rolling", hosts, at=time.time())
