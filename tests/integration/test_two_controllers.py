@@ -87,7 +87,7 @@ def test_two_controllers_never_cycle_one_host_at_once_nor_breach_the_floor(lab: 
     assert unix.rc == 0, unix.evidence()
     assert tcp.rc != 0
     assert f"rollout lock 'rollout-lease' is held by run {holder}" in tcp.stdout, tcp.evidence()
-    assert "failed at 'Take this host's rollout lease', before the host left rotation" in tcp.stdout, (
+    assert "failed at 'This host's rollout lease: acquired', before the host left rotation" in tcp.stdout, (
         tcp.evidence()
     )
     spans = {name: cycles(tmp_path / name / "journal") for name in ("unix", "tcp")}
