@@ -22,14 +22,9 @@ import tempfile
 import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import ConflictError
+from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import RuntimeApiClient
 
 IDENTITY_TRIES = 5  # reloads in a row while one capacity check waits for its lock
-
-
-class Identified(t.Protocol):
-    address: str
-
-    def process_id(self) -> int | None: ...
 
 
 def lock_path(key: str) -> str:
@@ -37,14 +32,14 @@ def lock_path(key: str) -> str:
     return os.path.join(tempfile.gettempdir(), f"fleet-rollout-capacity-{digest}.lock")
 
 
-def balancer_key(balancer: Identified) -> str:
+def balancer_key(balancer: RuntimeApiClient) -> str:
     """The HAProxy process behind an address; the address itself for one that does not say its pid."""
     pid = balancer.process_id()
     return f"haproxy pid {pid}" if pid is not None else f"address {balancer.address}"
 
 
 @contextlib.contextmanager
-def capacity_lock(balancers: t.Sequence[Identified]) -> t.Iterator[None]:
+def capacity_lock(balancers: t.Sequence[RuntimeApiClient]) -> t.Iterator[None]:
     """Hold the lock of every balancer (in a fixed order, so two holders never deadlock), keyed by the
     process that answers it, once that process is the same before and after the lock was taken."""
     for _attempt in range(IDENTITY_TRIES):

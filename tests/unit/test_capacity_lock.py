@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterator
 
@@ -12,14 +11,15 @@ from ansible_collections.fleet.rollout.plugins.module_utils._capacity_lock impor
     capacity_lock,
 )
 from ansible_collections.fleet.rollout.plugins.module_utils._errors import ConflictError
+from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import RuntimeApiClient
 
 
-@dataclasses.dataclass
-class Reloading:
+class Reloading(RuntimeApiClient):
     """A balancer whose successive ``show info`` answers come from the pids given."""
 
-    address: str
-    pids: Iterator[int | None]
+    def __init__(self, address: str, pids: Iterator[int | None]) -> None:
+        super().__init__(address)
+        self.pids = pids
 
     def process_id(self) -> int | None:
         return next(self.pids)
