@@ -35,9 +35,11 @@ from ansible_collections.fleet.rollout.plugins.module_utils._haproxy import (
     ADMIN_ANY_MAINT,
     RuntimeApiClient,
 )
+from ansible_collections.fleet.rollout.plugins.module_utils._poll import poll_until
 from ansible_collections.fleet.rollout.plugins.module_utils._process import process_runs
 
 STOP_WAIT = 2.0  # seconds a stopper waits for the watcher to end, beyond the watcher's longest look
+STOP_POLL = 0.01  # seconds between two looks of a stopper at the watcher's process
 LOOK_COMMANDS = 3  # runtime API commands of one look at one backend at most: read, drain, save the state
 GONE_AFTER = 30.0  # seconds without one answer from any balancer after which the watcher gives up
 
@@ -176,15 +178,17 @@ def stop_watcher(
             pass
         longest = written.get("longest_look")
         wait = (longest if isinstance(longest, (int, float)) else 0.0) + STOP_WAIT
-        deadline = clock() + wait
-        while _runs(pid):
-            if clock() >= deadline:
-                raise TimeoutExpiredError(
-                    f"the watcher holding the server drained (pid {pid}) did not end within {wait:g}s of "
-                    f"being asked to; it ends at its next look at the balancers (stop request {files.stop})"
-                )
+
+        def ended() -> bool:
+            nonlocal seen
             seen = list((_read(files.events) or {}).get("events", seen))
-            sleep(0.01)
+            return not _runs(pid)
+
+        if not poll_until(ended, clock() + wait, STOP_POLL, clock, sleep):
+            raise TimeoutExpiredError(
+                f"the watcher holding the server drained (pid {pid}) did not end within {wait:g}s of "
+                f"being asked to; it ends at its next look at the balancers (stop request {files.stop})"
+            )
     if os.path.exists(files.events):  # a watcher killed before it could clean up
         os.unlink(files.events)
     if os.path.exists(files.stop):

@@ -13,7 +13,7 @@ import socket
 import typing as t
 
 from ansible_collections.fleet.rollout.plugins.module_utils._fsutil import iso_time, parse_time
-from ansible_collections.fleet.rollout.plugins.module_utils._process import process_runs
+from ansible_collections.fleet.rollout.plugins.module_utils._process import process_runs, stat_fields
 
 RECORD_FORMAT = 1
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -38,15 +38,12 @@ def process_started(pid: int) -> str | None:
     try:
         with open(BOOT_ID_PATH, encoding="ascii") as handle:
             boot_id = handle.read().strip()
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
     except (OSError, ValueError):
         return None
-    # Field 2, the command name, may hold spaces and parentheses: count the fields after its last ")".
-    after_name = stat[stat.rfind(b")") + 2 :].split()
-    if not boot_id or len(after_name) < 20:
+    after_name = stat_fields(pid)  # from field 3 on
+    if not boot_id or after_name is None or len(after_name) < 20:
         return None
-    return f"{boot_id} {after_name[19].decode('ascii', 'replace')}"  # field 22, starttime
+    return f"{boot_id} {after_name[19]}"  # field 22, starttime
 
 
 def holder_is_gone(pid: int, started: str | None) -> bool:

@@ -20,12 +20,19 @@ def process_runs(pid: int) -> bool:
     return not _zombie(pid)
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3, the state, first); None
+    without /proc or without that process. The name (field 2) may hold spaces and parentheses: the
+    fields follow its last ")"."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
 def _zombie(pid: int) -> bool:
     """Whether ``pid`` has ended but not been reaped (its parent, or an init that does not reap, holds
     its entry): it no longer runs. Only Linux's /proc tells; elsewhere, False."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ")"
-            return stat.read().rpartition(")")[2].split()[:1] == ["Z"]
-    except OSError:
-        return False
+    fields = stat_fields(pid)
+    return fields is not None and fields[:1] == ["Z"]
