@@ -18,25 +18,26 @@ roll play alone (first task started to last result). Targets: rolling wall <= 0.
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import os
 import random
-import resource
 import statistics
-import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: `lab` and `bench.benchkit`
 
 from bench.benchkit import Span
+from bench.benchkit.runs import (
+    LoadSampler,
+    TimedRun,
+    batches,
+    in_order,
+    lower_bound,
+    serial_batches,
+    timed_run,
+)
 from lab.fleet import Lab
-from lab.sampling import Sampler
-from lab.traffic import Traffic, TrafficResult
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "bench" / "window_vs_serial"
@@ -44,11 +45,8 @@ HOOK = HERE / "work.yml"
 STATE = ROOT / ".tmp" / "bench-window"
 LOGS = ROOT / ".tmp" / "bench-window-logs"
 ROLL_PLAY = "Roll the release across the targets"  # the names of playbooks/deploy.yml's plays
-RESULTS = {"ok", "failed", "skipped", "unreachable"}
 TARGET_VS_SERIAL, TARGET_VS_BOUND = 0.6, 1.4
 STRAGGLER_SECONDS = 10.0
-TRAFFIC_MAX_SECONDS = 3600.0
-_T = TypeVar("_T")
 
 
 def work_map(hosts: list[str], seed: int, stragglers: int, scale: float = 1.0) -> dict[str, float]:
@@ -59,117 +57,8 @@ def work_map(hosts: list[str], seed: int, stragglers: int, scale: float = 1.0) -
     return {h: round(seconds * scale, 2) for h, seconds in work.items()}
 
 
-@dataclass
-class Run:
-    label: str
-    version: str
-    rc: int
-    output: str
-    wall: float
-    cpu: float  # CPU seconds of ansible-playbook and everything it started (workers, modules, sleeps)
-    main_cpu: float  # CPU seconds of ansible-playbook's main process alone (the strategy, the results)
-    machine_busy: float  # share of all cores busy during the run, everyone's work included
-    load: tuple[float, float]  # 1-min load average at the start and at the end
-    traffic: TrafficResult | None
-    busy: dict[str, Span] = field(default_factory=dict)  # per host, in the roll play
-    tasks: dict[str, list[float]] = field(default_factory=dict)  # seconds per task name, in the roll play
-    plays: dict[str, Span] = field(default_factory=dict)  # every play, first task start to last result
-
-    @property
-    def play(self) -> Span:
-        return Span(min(s.start for s in self.busy.values()), max(s.end for s in self.busy.values()))
-
-
-def cpu_times() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores from /proc/stat."""
-    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
-class LoadSampler(Sampler):
-    """The 1-minute load average, once a second, while the runs go."""
-
-    def __init__(self) -> None:
-        super().__init__(1.0, name="bench-load")
-        self.samples: list[float] = []
-
-    def sample(self) -> None:
-        self.samples.append(os.getloadavg()[0])
-
-
-class MainCpu(Sampler):
-    """The CPU time of one process (not its children), read from /proc every 0.1 s until it exits."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(0.1, name="bench-main-cpu")
-        self.pid = pid
-        self.seconds = 0.0
-        self._ticks = os.sysconf("SC_CLK_TCK")
-
-    def sample(self) -> None:
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            self.stop()
-            return
-        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        if fields[0] == "Z":
-            self.stop()  # exited: a zombie's counters are its children's too
-            return
-        self.seconds = (int(fields[11]) + int(fields[12])) / self._ticks  # utime, stime
-
-
-def task_seconds(log: Path, play: str) -> dict[str, list[float]]:
-    """Per task name (role prefix dropped): each host's seconds from its start to its result."""
-    started: dict[tuple[str, str], float] = {}
-    seconds: dict[str, list[float]] = {}
-    for line in log.read_text().splitlines():
-        event = json.loads(line)
-        if event["play"] != play or not event["host"]:
-            continue
-        key = (event["host"], event["task"])
-        if event["event"] == "start":
-            started[key] = event["t"]
-        elif event["event"] in RESULTS and key in started:
-            name = event["task"].split(" : ", 1)[-1]
-            seconds.setdefault(name, []).append(event["t"] - started.pop(key))
-    return seconds
-
-
-def play_spans(log: Path) -> dict[str, Span]:
-    """Per play, in order: from its first task start to its last task result, any host."""
-    found: dict[str, Span] = {}
-    for line in log.read_text().splitlines():
-        event = json.loads(line)
-        if not event["host"]:
-            continue
-        seen = found.get(event["play"], Span(event["t"], event["t"]))
-        found[event["play"]] = Span(min(seen.start, event["t"]), max(seen.end, event["t"]))
-    return found
-
-
-def spans(log: Path, play: str) -> dict[str, Span]:
-    """Per host: from its first task start to its last task result in the play named `play`."""
-    starts: dict[str, float] = {}
-    ends: dict[str, float] = {}
-    for line in log.read_text().splitlines():
-        event = json.loads(line)
-        if event["play"] != play or not event["host"]:
-            continue
-        host, t = event["host"], event["t"]
-        if event["event"] == "start":
-            starts[host] = min(t, starts.get(host, t))
-        elif event["event"] in RESULTS:
-            ends[host] = max(t, ends.get(host, t))
-    return {h: Span(starts[h], ends[h]) for h in sorted(starts) if h in ends}
-
-
-def deploy(lab: Lab, args: argparse.Namespace, label: str, version: str, work: dict[str, float]) -> Run:
+def deploy(lab: Lab, args: argparse.Namespace, label: str, version: str, work: dict[str, float]) -> TimedRun:
     artifact = lab.build(version)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{label}-{version}.jsonl"
-    log.unlink(missing_ok=True)
     command = [str(Path(sys.executable).parent / "ansible-playbook"), "fleet.rollout.deploy"]
     command += ["-i", str(lab.inventory), "-f", str(args.forks)]
     command += ["-e", f"deploy_version={version}", "-e", f"deploy_artifact={artifact.resolve()}"]
@@ -177,55 +66,21 @@ def deploy(lab: Lab, args: argparse.Namespace, label: str, version: str, work: d
     command += ["-e", json.dumps({"deploy_hooks": {"after_switch": str(HOOK)}, "bench_work": work})]
     if label == "linear":
         command += ["-e", "rollout_strategy=linear"]
-    env = {
-        **os.environ,
-        "ANSIBLE_CALLBACK_PLUGINS": str(HERE),
-        "ANSIBLE_CALLBACKS_ENABLED": "window_busy",
-        "WINDOW_BUSY_LOG": str(log),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "False",
-        "ANSIBLE_DEPRECATION_WARNINGS": "False",  # the one for third-party strategies (docs/strategy.md)
-    }
+    env = {**os.environ}
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".tmp" / "collections"))
-    traffic = Traffic(lab.frontend_url, rate=args.rate, seconds=TRAFFIC_MAX_SECONDS) if args.rate else None
-    if traffic:
-        traffic.start()
-    load_before = os.getloadavg()[0]
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    machine_before = cpu_times()
-    started = time.monotonic()
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
-    ) as process:
-        main_cpu = MainCpu(process.pid).start()
-        output, _ = process.communicate()
-        wall = time.monotonic() - started
-        main_cpu.stop()
-    machine_after = cpu_times()
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    traffic_result = traffic.stop() if traffic else None
-    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    busy = (machine_after[0] - machine_before[0]) / max(1.0, machine_after[1] - machine_before[1])
-    run = Run(
-        label,
-        version,
-        process.returncode,
-        output,
-        wall,
-        cpu,
-        main_cpu.seconds,
-        busy,
-        (load_before, os.getloadavg()[0]),
-        traffic_result,
+    log = LOGS / f"{label}-{version}.jsonl"
+    return timed_run(
+        command,
+        env,
+        label=label,
+        version=version,
+        log=log,
+        play=ROLL_PLAY,
+        traffic=(lab.frontend_url, args.rate),
     )
-    if log.exists():
-        run.busy = spans(log, ROLL_PLAY)
-        run.tasks = task_seconds(log, ROLL_PLAY)
-        run.plays = play_spans(log)
-    return run
 
 
-def check(lab: Lab, run: Run, hosts: list[str]) -> list[str]:
+def check(lab: Lab, run: TimedRun, hosts: list[str]) -> list[str]:
     """What went wrong: the exit code, hosts not on the version, hosts not timed, failed requests."""
     problems = []
     if run.rc != 0:
@@ -241,24 +96,6 @@ def check(lab: Lab, run: Run, hosts: list[str]) -> list[str]:
     return problems
 
 
-def lower_bound(run: Run, window: int) -> float:
-    seconds = [s.seconds for s in run.busy.values()]
-    return max(sum(seconds) / window, *seconds)
-
-
-def in_order(seconds: list[float], window: int) -> float:
-    """Wall time of a perfect window: hosts start in play order, each the instant a slot frees."""
-    slots = [0.0] * window
-    for busy in seconds:
-        heapq.heappush(slots, heapq.heappop(slots) + busy)
-    return max(slots)
-
-
-def serial_batches(seconds: list[float], window: int) -> float:
-    """Wall time of perfect `serial: window` batches: each batch takes its slowest host."""
-    return sum(max(batch) for batch in batches(seconds, window))
-
-
 def work_limit(work: dict[str, float], window: int) -> float:
     """What the work map alone allows, with no per-host overhead at all: a perfect in-order window
     over perfect serial batches of the same hosts."""
@@ -266,7 +103,7 @@ def work_limit(work: dict[str, float], window: int) -> float:
     return in_order(seconds, window) / serial_batches(seconds, window)
 
 
-def idle_slots(run: Run, window: int) -> tuple[float, float]:
+def idle_slots(run: TimedRun, window: int) -> tuple[float, float]:
     """Slot-seconds left idle in the roll play: before the last host started (admission) and after (tail)."""
     play = run.play
     last_start = max(s.start for s in run.busy.values())
@@ -279,13 +116,10 @@ def idle_slots(run: Run, window: int) -> tuple[float, float]:
     return before, after
 
 
-def batches(hosts: list[_T], window: int) -> list[list[_T]]:
-    """`serial: window` batches of the hosts (or of their times), in inventory order."""
-    return [hosts[i : i + window] for i in range(0, len(hosts), window)]
-
-
-def report_repeat(rolling: Run, linear: Run, work: dict[str, float], window: int) -> dict[str, float]:
-    bound = lower_bound(rolling, window)
+def report_repeat(
+    rolling: TimedRun, linear: TimedRun, work: dict[str, float], window: int
+) -> dict[str, float]:
+    bound = lower_bound([s.seconds for s in rolling.busy.values()], window)
     print()
     print(f"{'host':<6} {'work':>5} {'busy rolling':>13} {'busy linear':>12}")
     for host in sorted(work):
