@@ -176,6 +176,13 @@ def main() -> int:
         "--warmup", type=float, default=1.0, help="seconds the release answers 503 after start"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--check-inter",
+        type=int,
+        default=1000,
+        metavar="MS",
+        help="HAProxy's check interval of a steady server (200 hosts checked every 200 ms keep a core busy)",
+    )
     args = parser.parse_args()
     sizes = [int(x) for x in args.hosts.split(",")]
     plain_sizes = set(
@@ -186,8 +193,12 @@ def main() -> int:
         for hosts in sizes:
             window = window_of(args.window, hosts)
             lab = Lab(STATE)
-            print(f"bench: a {hosts}-host lab; window {window}; load {os.getloadavg()[0]:.2f}", flush=True)
-            lab.up(hosts=hosts)
+            print(
+                f"bench: a {hosts}-host lab, checks every {args.check_inter} ms; window {window}; "
+                f"{args.rate:g} req/s; load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+            lab.up(hosts=hosts, check_inter_ms=args.check_inter)
             try:
                 work = work_map([h.name for h in lab.hosts], args.seed)
                 print(

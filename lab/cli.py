@@ -28,6 +28,13 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--version", default="v1", help="release every host starts on")
     up.add_argument("--ssh", action="store_true", help="also run sshd; the inventory then uses SSH")
     up.add_argument(
+        "--check-inter",
+        type=int,
+        default=200,
+        metavar="MS",
+        help="HAProxy's check interval of a steady server",
+    )
+    up.add_argument(
         "--prometheus", action="store_true", help="also run Prometheus, scraping every balancer's exporter"
     )
 
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace, lab: Lab) -> int:
             version=args.version,
             ssh=args.ssh,
             prometheus=args.prometheus,
+            check_inter_ms=args.check_inter,
         )
         described = state_of(lab)
         print(

@@ -92,6 +92,7 @@ class BalancerInfo:
     state_dir: Path
     backend: str = haproxy.BACKEND
     metrics_port: int | None = None
+    check_inter_ms: int = haproxy.CHECK_INTER_MS
 
     @property
     def admin_url(self) -> str:
@@ -109,7 +110,13 @@ class BalancerInfo:
     @property
     def spec(self) -> haproxy.BalancerSpec:
         return haproxy.BalancerSpec(
-            self.name, self.frontend_port, self.admin_port, self.socket, self.state_dir, self.metrics_port
+            self.name,
+            self.frontend_port,
+            self.admin_port,
+            self.socket,
+            self.state_dir,
+            self.metrics_port,
+            self.check_inter_ms,
         )
 
 
@@ -148,6 +155,7 @@ class Lab:
                 b["frontend_port"],
                 Path(b["state_dir"]),
                 metrics_port=b.get("metrics_port"),
+                check_inter_ms=b.get("check_inter_ms", haproxy.CHECK_INTER_MS),
             )
             for b in self.state()["balancers"]
         ]
@@ -194,6 +202,7 @@ class Lab:
         ssh: bool = False,
         *,
         prometheus: bool = False,
+        check_inter_ms: int = haproxy.CHECK_INTER_MS,
     ) -> None:
         if not 1 <= hosts <= 250:
             raise LabError(f"--hosts must be between 1 and 250, got {hosts}")
@@ -227,6 +236,7 @@ class Lab:
                 "frontend_port": block.frontend(i),
                 "metrics_port": block.metrics(i),
                 "state_dir": str(self.state_dir.resolve() / f"lb{i + 1}"),
+                "check_inter_ms": check_inter_ms,
             }
             for i in range(balancers)
         ]

@@ -53,12 +53,6 @@ IDLE_POLLS_TO_CONFIRM = 2  # scur == qcur == 0 on two polls in a row, so a reque
 SHUTDOWN_GRACE = 5.0  # how long killed sessions may take to disappear from the counters
 
 
-def _observe(balancer: RuntimeApiClient, backends: set[str]) -> dict[tuple[str, str], ServerSnapshot]:
-    """One look at a balancer, indexed by (backend, server); one backend is asked for by name."""
-    only = next(iter(backends)) if len(backends) == 1 else None
-    return {(s.backend, s.server): s for s in balancer.servers(only)}
-
-
 def _why_not_serving(snapshot: ServerSnapshot) -> str:
     if snapshot.status.startswith("UP") and snapshot.weight == 0:
         return "weight 0"
@@ -300,7 +294,9 @@ class BalancerMember:
         """Observe every balancer that holds one of ``members`` once; returns the time of the look."""
         for balancer in {id(m.balancer): m.balancer for m in members}.values():
             mine = [m for m in members if m.balancer is balancer]
-            seen = _observe(balancer, {m.backend for m in mine})
+            backends = {m.backend for m in mine}  # one backend is asked for by name; the server alone
+            only = next(iter(backends)) if len(backends) == 1 else None
+            seen = {(s.backend, s.server): s for s in balancer.servers(only, self.request.server)}
             for member in mine:
                 member.latest = seen.get((member.backend, member.before.server), member.latest)
                 if member.latest and not member.latest.check_in_progress:

@@ -120,6 +120,7 @@ _STATE_NUMBERS = {
     "initial_weight": "srv_iweight",
     "check_health": "srv_check_health",
     "check_state": "srv_check_state",
+    "server_id": "srv_id",
 }
 
 
@@ -137,6 +138,7 @@ class ServerState:
     initial_weight: int
     check_health: int
     check_state: int
+    server_id: int = 0  # srv_id: the server's number in its backend, which `show stat` takes to show it alone
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> ServerState:
@@ -319,22 +321,24 @@ class RuntimeApiClient:
                 level=level,
             )
 
-    def show_stat(self, backend: str | None = None) -> list[ServerStat]:
-        """Server rows of ``show stat``, of one backend or all."""
-        return [ServerStat.from_row(row) for row in self.show_stat_rows(backend)]
+    def show_stat(self, backend: str | None = None, server_id: int = -1) -> list[ServerStat]:
+        """Server rows of ``show stat``, of one backend or all; of the servers numbered ``server_id`` only,
+        unless it is -1."""
+        return [ServerStat.from_row(row) for row in self.show_stat_rows(backend, server_id)]
 
-    def show_stat_rows(self, backend: str | None = None) -> list[dict[str, str]]:
+    def show_stat_rows(self, backend: str | None = None, server_id: int = -1) -> list[dict[str, str]]:
         """Server rows of ``show stat`` as column -> value, every counter HAProxy reports."""
         scope = validate_name("backend name", backend) if backend is not None else "-1"
-        command = f"show stat {scope} 4 -1"  # type 4: servers only
+        command = f"show stat {scope} 4 {int(server_id)}"  # type 4: servers only
         answer = self.execute(command)
         if not answer.startswith("# "):
             self._fail(command, answer)
         rows = csv.DictReader(answer[2:].splitlines())
         return [dict(row) for row in rows if row.get("svname")]
 
-    def show_servers_state(self, backend: str | None = None) -> list[ServerState]:
-        """Rows of ``show servers state``, of one backend or all."""
+    def show_servers_state(self, backend: str | None = None, server: str | None = None) -> list[ServerState]:
+        """Rows of ``show servers state``, of one backend or all; of the server named ``server`` only, unless
+        it is None."""
         command = "show servers state"
         if backend is not None:
             command += " " + validate_name("backend name", backend)
@@ -345,12 +349,18 @@ class RuntimeApiClient:
             self._fail(command, answer)
         columns = lines[1][2:].split()
         rows = [line.split() for line in lines[2:] if line.strip()]
-        return [ServerState.from_row(dict(zip(columns, row))) for row in rows]
+        if server is not None:
+            rows = [row for row in rows if server in row]  # a cheap pass first: hundreds of rows, one wanted
+        states = [ServerState.from_row(dict(zip(columns, row))) for row in rows]
+        return [state for state in states if server in (None, state.server)]
 
-    def servers(self, backend: str | None = None) -> list[ServerSnapshot]:
-        """Every server (of one backend or all) with state and counters joined."""
-        states = self.show_servers_state(backend)
-        stats = {(row.backend, row.server): row for row in self.show_stat(backend)}
+    def servers(self, backend: str | None = None, server: str | None = None) -> list[ServerSnapshot]:
+        """Every server (of one backend or all) with state and counters joined; only the one named
+        ``server`` unless it is None: a poll of one server of hundreds then reads its own counters only."""
+        states = self.show_servers_state(backend, server)
+        numbers = {state.server_id for state in states}
+        server_id = numbers.pop() if server is not None and len(numbers) == 1 else -1
+        stats = {(row.backend, row.server): row for row in self.show_stat(backend, server_id)}
         return [
             ServerSnapshot.join(state, stats[(state.backend, state.server)])
             for state in states

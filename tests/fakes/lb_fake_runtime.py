@@ -199,7 +199,8 @@ class FakeRuntimeApi:
             if command in fixed:
                 return fixed[command]
             if words[:2] == ["show", "stat"]:
-                return self.show_stat(words[2] if len(words) > 2 and words[2] != "-1" else None)
+                backend = words[2] if len(words) > 2 and words[2] != "-1" else None
+                return self.show_stat(backend, int(words[4]) if len(words) > 4 else -1)
             if words[:3] == ["show", "servers", "state"]:
                 return self.show_servers_state(words[3] if len(words) > 3 else None)
             if words[:2] == ["set", "server"] or words[:3] == ["shutdown", "sessions", "server"]:
@@ -216,10 +217,12 @@ class FakeRuntimeApi:
             for sid, server in enumerate(names, start=1)
         ]
 
-    def show_stat(self, backend: str | None) -> str:
+    def show_stat(self, backend: str | None, server_id: int = -1) -> str:
+        """As HAProxy: a server id other than -1 shows that server of each backend shown."""
         if backend is not None and backend not in self.backends:
             return "No such proxy.\n\n"
-        rows = [server.stat_row(iid, sid) for iid, sid, server in self.numbered(backend)]
+        numbered = self.numbered(backend)
+        rows = [server.stat_row(iid, sid) for iid, sid, server in numbered if server_id in (-1, sid)]
         return "# " + ",".join(STAT_COLUMNS) + ",\n" + "".join(row + "\n" for row in rows) + "\n"
 
     def show_servers_state(self, backend: str | None) -> str:

@@ -280,3 +280,14 @@ def test_a_running_check_keeps_its_last_status_but_has_no_code() -> None:
     assert (stat.check_status, stat.check_code, stat.check_in_progress) == ("L7OK", "", True)
     done = ServerStat.from_row({**row, "check_status": "L7OK", "check_code": "200"})
     assert (done.check_status, done.check_code, done.check_in_progress) == ("L7OK", "200", False)
+
+
+def test_one_server_of_many_is_read_alone() -> None:
+    names = [f"app{n:02d}" for n in range(1, 51)]
+    with FakeRuntimeApi({"app": names}) as fake:
+        snapshots = RuntimeApiClient(fake.address).servers("app", "app07")
+        assert [(s.backend, s.server) for s in snapshots] == [("app", "app07")]
+        assert "show stat app 4 7" in fake.commands  # its own row, not fifty
+        assert [
+            (s.server, s.server_id) for s in RuntimeApiClient(fake.address).show_servers_state(server="app50")
+        ] == [("app50", 50)]

@@ -8,6 +8,7 @@ from ansible import context
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.collections import ImmutableDict
 from ansible_collections.fleet.rollout.plugins.filter.rollout_plan import (
+    any_host_without,
     canary_hosts,
     host_count,
     misplaced_settings,
@@ -112,3 +113,29 @@ def test_canary_hosts_are_the_first_of_the_play_as_the_strategy_counts_them(
 def test_canary_hosts_refuses_a_bad_count_naming_it() -> None:
     with pytest.raises(AnsibleFilterError, match=r"rollout_canary must be .* got 'many'"):
         canary_hosts(HOSTS, "many")
+
+
+class CountedHostVars(dict[str, dict[str, object]]):
+    """hostvars as a filter sees it, counting the hosts looked at (each costs a host's whole variables)."""
+
+    def __init__(self, hosts: dict[str, dict[str, object]]) -> None:
+        super().__init__(hosts)
+        self.looked_at: list[str] = []
+
+    def __getitem__(self, host: str) -> dict[str, object]:
+        self.looked_at.append(host)
+        return super().__getitem__(host)
+
+
+def test_any_host_without_a_variable_looks_from_the_last_host_and_stops_at_the_first_found() -> None:
+    started: dict[str, object] = {"deploy_cycle_started_at": 1.0}
+    hostvars = CountedHostVars({f"app{n}": dict(started) if n <= 7 else {} for n in range(1, 11)})
+    hosts = [f"app{n}" for n in range(1, 11)]
+    assert any_host_without(hosts, hostvars, "deploy_cycle_started_at")
+    assert hostvars.looked_at == ["app10"]
+    for host in hosts:
+        hostvars[host].update(started)
+    hostvars.looked_at.clear()
+    assert not any_host_without(hosts, hostvars, "deploy_cycle_started_at")
+    assert hostvars.looked_at == list(reversed(hosts))
+    assert not any_host_without([], hostvars, "deploy_cycle_started_at")
