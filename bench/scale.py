@@ -211,6 +211,8 @@ def main() -> int:
                     print(f"  {label} to v{number} ...", flush=True)
                     runs.append(deploy(lab, label, f"v{number}", window=window, work=work, args=args))
                     problems += problems_of(lab, runs[-1])
+                if problems:
+                    break
                 report(hosts, window, runs)
             finally:
                 lab.down()

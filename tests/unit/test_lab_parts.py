@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tarfile
@@ -55,6 +56,17 @@ def test_port_block_layout_stays_inside_its_block() -> None:
     assert host_address(1) == "127.0.1.1"
     with pytest.raises(ValueError):
         host_address(0)
+
+
+def test_steady_servers_are_checked_at_the_interval_asked_and_servers_on_their_way_up_every_100_ms(
+    tmp_path: Path,
+) -> None:
+    servers = [("app01", "127.0.1.1", 21008)]
+    spec = BalancerSpec("lb1", 21002, 21003, tmp_path / "lb1.sock", tmp_path)
+    default = haproxy.render_config(spec, servers)
+    spaced = haproxy.render_config(dataclasses.replace(spec, check_inter_ms=1000), servers)
+    assert "check inter 200ms fastinter 100ms downinter 200ms rise 2 fall 2" in default
+    assert "check inter 1000ms fastinter 100ms downinter 200ms rise 2 fall 2" in spaced
 
 
 def test_every_balancer_exports_its_metrics_and_prometheus_scrapes_each_every_second(tmp_path: Path) -> None:
