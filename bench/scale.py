@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 
 from bench.benchkit import BENCH, TMP, community_general
 from bench.benchkit.runs import LoadSampler, TimedRun, in_order, lower_bound, timed_run
+from bench.benchkit.runs import problems as runs_problems
 from lab.fleet import Lab
 
 HOOK = BENCH / "window_vs_serial" / "work.yml"
@@ -104,20 +105,6 @@ def deploy(
         command, env, label=label, version=version, log=log, play=play, traffic=(lab.frontend_url, args.rate)
     )
     return Deploy(label, canary, run, window)
-
-
-def problems_of(lab: Lab, done: Deploy) -> list[str]:
-    run, found = done.run, []
-    if run.rc != 0:
-        found.append(f"{done.label}: ansible-playbook exited {run.rc}:\n{run.output[-4000:]}")
-    behind = [h.name for h in lab.hosts if h.current_release() != run.version]
-    if behind:
-        found.append(f"{done.label}: not on {run.version}: {', '.join(behind)}")
-    if len(run.busy) != len(lab.hosts):
-        found.append(f"{done.label}: task times for {len(run.busy)} of {len(lab.hosts)} hosts")
-    if run.traffic and run.traffic.failed:
-        found.append(f"{done.label}: {run.traffic.failed} of {run.traffic.sent} requests failed")
-    return found
 
 
 def report(hosts: int, window: int, runs: list[Deploy]) -> None:
@@ -210,7 +197,7 @@ def main() -> int:
                 for number, label in enumerate(labels, 2):
                     print(f"  {label} to v{number} ...", flush=True)
                     runs.append(deploy(lab, label, f"v{number}", window=window, work=work, args=args))
-                    problems += problems_of(lab, runs[-1])
+                    problems += runs_problems(lab, runs[-1].run)
                 if problems:
                     break
                 report(hosts, window, runs)

@@ -37,6 +37,7 @@ from bench.benchkit.runs import (
     serial_batches,
     timed_run,
 )
+from bench.benchkit.runs import problems as runs_problems
 from lab.fleet import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,22 +79,6 @@ def deploy(lab: Lab, args: argparse.Namespace, label: str, version: str, work: d
         play=ROLL_PLAY,
         traffic=(lab.frontend_url, args.rate),
     )
-
-
-def check(lab: Lab, run: TimedRun, hosts: list[str]) -> list[str]:
-    """What went wrong: the exit code, hosts not on the version, hosts not timed, failed requests."""
-    problems = []
-    if run.rc != 0:
-        problems.append(f"{run.label}: ansible-playbook exited {run.rc}:\n{run.output[-4000:]}")
-    behind = [h.name for h in lab.hosts if h.current_release() != run.version]
-    if behind:
-        problems.append(f"{run.label}: not on {run.version}: {', '.join(behind)}")
-    untimed = sorted(set(hosts) - set(run.busy))
-    if untimed:
-        problems.append(f"{run.label}: no task times for {', '.join(untimed)}")
-    if run.traffic and run.traffic.failed:
-        problems.append(f"{run.label}: {run.traffic.failed} of {run.traffic.sent} requests failed")
-    return problems
 
 
 def work_limit(work: dict[str, float], window: int) -> float:
@@ -288,7 +273,7 @@ def main() -> int:
                     version = f"v{2 + 2 * repeat + offset}"
                     print(f"repeat {repeat + 1}: {label} to {version} ...", flush=True)
                     run = deploy(lab, args, label, version, work)
-                    problems += check(lab, run, hosts)
+                    problems += runs_problems(lab, run)
                     runs.append(run)
                 if problems:
                     break

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.benchkit import ROOT, Span
+from lab.fleet import Lab
 from lab.sampling import Sampler
 from lab.traffic import Traffic, TrafficResult
 
@@ -181,6 +182,22 @@ def timed_run(
         run.tasks = task_seconds(log, play)
         run.plays = play_spans(log)
     return run
+
+
+def problems(lab: Lab, run: TimedRun) -> list[str]:
+    """What went wrong: the exit code, hosts not on the version, hosts not timed, failed requests."""
+    found = []
+    if run.rc != 0:
+        found.append(f"{run.label}: ansible-playbook exited {run.rc}:\n{run.output[-4000:]}")
+    behind = [h.name for h in lab.hosts if h.current_release() != run.version]
+    if behind:
+        found.append(f"{run.label}: not on {run.version}: {', '.join(behind)}")
+    untimed = sorted({h.name for h in lab.hosts} - set(run.busy))
+    if untimed:
+        found.append(f"{run.label}: no task times for {', '.join(untimed)}")
+    if run.traffic and run.traffic.failed:
+        found.append(f"{run.label}: {run.traffic.failed} of {run.traffic.sent} requests failed")
+    return found
 
 
 def _events(log: Path) -> list[dict[str, object]]:
