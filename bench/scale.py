@@ -31,8 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: `lab` and `bench.benchkit`
 
 from bench.benchkit import BENCH, TMP, community_general
-from bench.benchkit.runs import LoadSampler, TimedRun, in_order, lower_bound, timed_run
-from bench.benchkit.runs import problems as runs_problems
+from bench.benchkit.runs import LoadSampler, TimedRun, in_order, lower_bound, run_problems, timed_run
 from lab.fleet import Lab
 
 HOOK = BENCH / "window_vs_serial" / "work.yml"
@@ -197,7 +196,7 @@ def main() -> int:
                 for number, label in enumerate(labels, 2):
                     print(f"  {label} to v{number} ...", flush=True)
                     runs.append(deploy(lab, label, f"v{number}", window=window, work=work, args=args))
-                    problems += runs_problems(lab, runs[-1].run)
+                    problems += run_problems(lab, runs[-1].run)
                 if problems:
                     break
                 report(hosts, window, runs)

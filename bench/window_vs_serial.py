@@ -34,10 +34,10 @@ from bench.benchkit.runs import (
     batches,
     in_order,
     lower_bound,
+    run_problems,
     serial_batches,
     timed_run,
 )
-from bench.benchkit.runs import problems as runs_problems
 from lab.fleet import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,7 +273,7 @@ def main() -> int:
                     version = f"v{2 + 2 * repeat + offset}"
                     print(f"repeat {repeat + 1}: {label} to {version} ...", flush=True)
                     run = deploy(lab, args, label, version, work)
-                    problems += runs_problems(lab, run)
+                    problems += run_problems(lab, run)
                     runs.append(run)
                 if problems:
                     break

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from lab import haproxy
 from lab.demo import demo
 from lab.fleet import Lab, LabError, format_status, state_of
 from lab.release import ReleaseBehaviour, build_release
@@ -30,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--check-inter",
         type=int,
-        default=200,
+        default=haproxy.CHECK_INTER_MS,
         metavar="MS",
         help="HAProxy's check interval of a steady server",
     )

@@ -184,7 +184,7 @@ def timed_run(
     return run
 
 
-def problems(lab: Lab, run: TimedRun) -> list[str]:
+def run_problems(lab: Lab, run: TimedRun) -> list[str]:
     """What went wrong: the exit code, hosts not on the version, hosts not timed, failed requests."""
     found = []
     if run.rc != 0:

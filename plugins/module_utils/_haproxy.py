@@ -349,10 +349,10 @@ class RuntimeApiClient:
             self._fail(command, answer)
         columns = lines[1][2:].split()
         rows = [line.split() for line in lines[2:] if line.strip()]
-        if server is not None:
-            rows = [row for row in rows if server in row]  # a cheap pass first: hundreds of rows, one wanted
-        states = [ServerState.from_row(dict(zip(columns, row))) for row in rows]
-        return [state for state in states if server in (None, state.server)]
+        if server is not None and "srv_name" in columns:
+            name = columns.index("srv_name")  # hundreds of rows, one wanted: only it becomes a ServerState
+            rows = [row for row in rows if len(row) > name and row[name] == server]
+        return [ServerState.from_row(dict(zip(columns, row))) for row in rows]
 
     def servers(self, backend: str | None = None, server: str | None = None) -> list[ServerSnapshot]:
         """Every server (of one backend or all) with state and counters joined; only the one named
