@@ -10,14 +10,18 @@ and unreachable hosts, the play iterator's play and per-host states. A new ansib
 them, and a rename found mid-rollout could leave a host drained from its load balancer. So the strategy
 names none of them itself: it calls the functions here, and ``check_core_internals`` looks for every one
 before the first host of a play starts, failing the play with an error that names what is missing.
+
+The filter ``fleet.rollout.set_fact_values`` reads the facts ``set_fact`` gave each host where the
+variable manager keeps them (``set_facts_of``): ``hostvars[host]`` builds that host's whole variables at
+every look. Where they are not found it takes that public path instead, so nothing fails without them.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ansible.errors import AnsibleError
 from ansible.executor.play_iterator import HostState, IteratingStates
@@ -182,3 +186,13 @@ def play_ended(iterator: PlayIterator) -> bool:
 def end_play(iterator: PlayIterator) -> None:
     """End the play as ``meta: end_play`` does: PlaybookExecutor then moves on to the next play."""
     iterator.end_play = True
+
+
+def set_facts_of(hostvars: Any, host: str) -> Mapping[str, Any] | None:
+    """The facts ``set_fact`` gave the host (not cacheable ones: every fact the deploy role sets), as the
+    variable manager behind ``hostvars`` keeps them; None when this ansible-core keeps them elsewhere."""
+    cache = getattr(getattr(hostvars, "_variable_manager", None), "_nonpersistent_fact_cache", None)
+    if not isinstance(cache, Mapping):
+        return None
+    facts = cache.get(host)  # get: the cache is a defaultdict, a look must not add the host
+    return facts if isinstance(facts, Mapping) else {}

@@ -32,6 +32,7 @@ PROBE = textwrap.dedent(
     from ansible.playbook.play import Play
     from ansible.playbook.play_context import PlayContext
     from ansible.release import __version__
+    from ansible.vars.hostvars import HostVars
     from ansible.vars.manager import VariableManager
     from ansible_collections.fleet.rollout.plugins.plugin_utils import _core_access
     from ansible_collections.fleet.rollout.plugins.strategy.rolling import StrategyModule
@@ -96,6 +97,10 @@ PROBE = textwrap.dedent(
             "iterator": without(iterator, "end_play"),
             "host_state": host_state_without("rescue_child_state"),
         }
+        variables.set_nonpersistent_facts("localhost", {"deploy_analysis_mark": {"version": "v2"}})
+        hostvars = HostVars(inventory=inventory, variable_manager=variables, loader=loader)
+        report["set_facts"] = _core_access.set_facts_of(hostvars, "localhost")
+        report["no_set_facts"] = _core_access.set_facts_of(hostvars, "elsewhere")
     finally:
         strategy.cleanup()
         tqm.cleanup()
@@ -145,6 +150,16 @@ def test_a_missing_internal_is_named_with_the_way_out(
     assert f"lacks internals the strategy relies on: {named}." in message
     assert f"ansible-core {core.version}" in message
     assert "-e rollout_strategy=linear" in message
+
+
+def test_set_facts_are_read_where_the_variable_manager_keeps_them(
+    probe_report: tuple[Core, dict[str, Any]],
+) -> None:
+    """fleet.rollout.set_fact_values' fast path is there on every ansible-core of the matrix (without it the
+    filter still answers, through a whole variables build per host)."""
+    _, report = probe_report
+    assert report["set_facts"] == {"deploy_analysis_mark": {"version": "v2"}}
+    assert report["no_set_facts"] == {}
 
 
 def test_a_changed_host_state_constructor_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:

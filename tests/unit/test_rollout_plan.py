@@ -15,6 +15,7 @@ from ansible_collections.fleet.rollout.plugins.filter.rollout_plan import (
     missing_servers,
     window_serial,
 )
+from ansible_collections.fleet.rollout.plugins.filter.set_fact_values import set_fact_values
 
 SEEN = [
     {"balancer": "/run/lb1.sock", "backend": "app", "server": "app01"},
@@ -139,3 +140,34 @@ def test_any_host_without_a_variable_looks_from_the_last_host_and_stops_at_the_f
     assert not any_host_without(hosts, hostvars, "deploy_cycle_started_at")
     assert hostvars.looked_at == list(reversed(hosts))
     assert not any_host_without([], hostvars, "deploy_cycle_started_at")
+
+
+class VariableManagerLike:
+    def __init__(self, facts: dict[str, dict[str, object]]) -> None:
+        self._nonpersistent_fact_cache = facts
+
+
+class HostVarsWithFacts(CountedHostVars):
+    """hostvars as ansible-core's: the variable manager behind it keeps what set_fact gave each host."""
+
+    def __init__(self, hosts: dict[str, dict[str, object]], facts: dict[str, dict[str, object]]) -> None:
+        super().__init__(hosts)
+        self._variable_manager = VariableManagerLike(facts)
+
+
+def test_set_fact_values_reads_the_facts_without_each_hosts_variables() -> None:
+    marks = {"app1": {"version": "v2"}, "app3": {"version": "v1"}}
+    hostvars = HostVarsWithFacts(
+        {f"app{n}": {"inventory_only": n} for n in range(1, 4)},
+        {host: {"deploy_analysis_mark": mark} for host, mark in marks.items()},
+    )
+    hosts = ["app1", "app2", "app3"]
+    assert set_fact_values(hosts, hostvars, "deploy_analysis_mark") == [{"version": "v2"}, {"version": "v1"}]
+    assert set_fact_values(hosts, hostvars, "inventory_only") == []  # set_fact's facts only
+    assert hostvars.looked_at == []
+
+
+def test_set_fact_values_falls_back_to_hostvars_where_the_facts_are_kept_elsewhere() -> None:
+    hostvars = CountedHostVars({"app1": {"deploy_analysis_mark": {"version": "v2"}}, "app2": {}})
+    assert set_fact_values(["app1", "app2"], hostvars, "deploy_analysis_mark") == [{"version": "v2"}]
+    assert hostvars.looked_at == ["app1", "app2"]
