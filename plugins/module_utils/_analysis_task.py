@@ -65,6 +65,7 @@ ANALYSIS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "latency_margin_ms": {"type": "float", "default": 50},
     "latency_min_responses": {"type": "int", "default": 30},
     "timeout": {"type": "float", "default": 5},
+    "return_servers": {"type": "list", "elements": "str"},
 }
 
 # With `settle`, a bake ends at the first look where no p-value is below this: nothing leans towards worse.
@@ -83,8 +84,9 @@ class Read:
     counters: dict[ServerKey, ServerCounters]
     status: dict[ServerKey, str]
 
-    def entries(self) -> list[dict[str, t.Any]]:
-        """As the result's ``servers``, which a later task passes back through ``since``."""
+    def entries(self, only: tuple[str, ...] | None = None) -> list[dict[str, t.Any]]:
+        """As the result's ``servers``, which a later task passes back through ``since``; ``only``: those
+        servers' alone."""
         return [
             {
                 "balancer": key[0],
@@ -95,6 +97,7 @@ class Read:
                 "counters": counters.as_dict(),
             }
             for key, counters in self.counters.items()
+            if only is None or key[2] in only
         ]
 
 
@@ -147,6 +150,8 @@ class AnalysisRequest:
     interval: float
     inconclusive: str
     policy: AnalysisPolicy
+    # the servers whose counters the result returns (None: every server read)
+    return_servers: tuple[str, ...] | None = None
 
     @classmethod
     def from_params(cls, params: t.Mapping[str, t.Any]) -> AnalysisRequest:
@@ -177,7 +182,7 @@ class AnalysisRequest:
         policy = policy.validate()
         return cls(
             canary=canary,
-            baseline=None if baseline is None else tuple(validate_names("server name", baseline)),
+            baseline=_names_or_none("server name", baseline),
             exclude=exclude,
             backends=tuple(validate_names("backend name", params["backends"] or ())),
             since=tuple(Mark.parse(i, raw) for i, raw in enumerate(params["since"])),
@@ -189,7 +194,12 @@ class AnalysisRequest:
             interval=params["interval"],
             inconclusive=params["inconclusive"],
             policy=policy,
+            return_servers=_names_or_none("server name", params["return_servers"]),
         )
+
+
+def _names_or_none(what: str, raw: t.Any) -> tuple[str, ...] | None:
+    return None if raw is None else tuple(validate_names(what, raw))
 
 
 def _hold_for(canary: tuple[str, ...], raw: t.Any) -> tuple[str, ...]:
@@ -397,7 +407,8 @@ class ReleaseAnalysis:
         result: dict[str, t.Any] = {"changed": False, **verdict.as_dict()}
         result["canary"]["servers"] = list(canary)
         result["baseline"]["servers"] = list(baseline)
-        result.update(looks=looks, elapsed=round(elapsed, 3), servers=latest.entries())
+        servers = latest.entries(self.request.return_servers)
+        result.update(looks=looks, elapsed=round(elapsed, 3), servers=servers)
         if verdict.verdict == FAIL:
             raise ReleaseWorseError(verdict.reason, **result)
         if verdict.verdict == INCONCLUSIVE and canary:

@@ -96,6 +96,13 @@ options:
         error. A server that errs more is held until it fails or the bake ends.
       - Unset, a server is cleared by O(min_server_responses) alone.
     type: float
+  return_servers:
+    description:
+      - The servers whose counters RV(servers) returns. Default, every server read.
+      - A later task that counts only some servers from here (a host's own server, passed back in O(since))
+        needs only theirs; at hundreds of servers the whole list makes every result that much bigger.
+    type: list
+    elements: str
   interval:
     description:
       - Seconds between reads during the bake.
@@ -224,7 +231,9 @@ elapsed:
   returned: always
   type: float
 servers:
-  description: Every server's counters at the last read; pass it in O(since) to count from here later.
+  description:
+    - Every server's counters at the last read (only those of O(return_servers) when set); pass it in
+      O(since) to count from here later.
   returned: always
   type: list
   elements: dict

@@ -93,6 +93,8 @@ def test_a_good_release_passes_and_changes_nothing_in_check_mode_too(lab: Lab, t
     put_on_canary(lab)  # v2, a good release
     options = analysis(lab, canary=[CANARY], bake=25, interval=0.5, min_responses=100)
     twice = Playbook(tmp_path / "run", lab).call("first", MODULE, **options).call("second", MODULE, **options)
+    # one read, returning the canary's own counters alone (what the deploy role's gate keeps of a host)
+    twice.call("own", MODULE, **analysis(lab, canary=[CANARY], return_servers=[CANARY], inconclusive="pass"))
     checked = Playbook(tmp_path / "check", lab).call("checked", MODULE, **options)
 
     with traffic(lab, rate=150):  # 30 a second to each of 5 servers
@@ -116,6 +118,9 @@ def test_a_good_release_passes_and_changes_nothing_in_check_mode_too(lab: Lab, t
         assert result["p_value"] >= 0.001
         assert result["looks"] > 1 and result["elapsed"] < 25
         assert {entry["server"] for entry in result["servers"]} == {host.name for host in lab.hosts}
+    own = run_results["own"]
+    assert own["changed"] is False and own["baseline"]["servers"] == others(lab)
+    assert [entry["server"] for entry in own["servers"]] == [CANARY]
 
 
 @pytest.mark.lab(hosts=6)

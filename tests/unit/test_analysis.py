@@ -330,3 +330,22 @@ def test_bad_input_is_refused_naming_the_value(option: str, value: t.Any, named:
     with pytest.raises(InvalidInputError) as caught:
         AnalysisRequest.from_params(params(**{option: value}))
     assert named in caught.value.message
+
+
+def test_return_servers_keeps_the_result_to_the_servers_named() -> None:
+    steps = {f"app{n:02}": (15, 0) for n in range(2, 11)}
+    balancer = ScriptedBalancer("/lb.sock", {"app01": (15, 0), **steps})
+    every = analyse([balancer], inconclusive="pass")
+    assert sorted(entry["server"] for entry in every["servers"]) == ["app01", *sorted(steps)]
+    own = analyse(
+        [ScriptedBalancer("/lb.sock", {"app01": (15, 0), **steps})],
+        inconclusive="pass",
+        return_servers=["app03"],
+    )
+    assert [entry["server"] for entry in own["servers"]] == ["app03"]
+    assert own["baseline"]["servers"] == sorted(steps)  # judged on every server all the same
+
+
+def test_return_servers_refuses_a_name_with_a_newline() -> None:
+    with pytest.raises(InvalidInputError, match="server name"):
+        AnalysisRequest.from_params(params(return_servers=["app01\nshow"]))
