@@ -94,6 +94,15 @@ class Traffic:
             self.latency_responses + other.latency_responses,
         )
 
+    def __sub__(self, other: Traffic) -> Traffic:
+        """What is left of a sum once ``other``, one of its parts, is taken out."""
+        return Traffic(
+            self.responses - other.responses,
+            self.errors - other.errors,
+            self.latency_weight - other.latency_weight,
+            self.latency_responses - other.latency_responses,
+        )
+
     def as_dict(self) -> dict[str, t.Any]:
         latency = self.latency_ms
         return {
@@ -177,6 +186,9 @@ def binomial_upper_bound(successes: int, trials: int, confidence: float) -> floa
     if successes >= trials:
         return 1.0
     alpha = 1.0 - confidence
+    if successes <= 0:
+        # P(0 of n | p) = (1 - p)^n, solved for alpha: the usual case (no failure), without the search
+        return float(1.0 - alpha ** (1.0 / trials))
     low, high = successes / trials, 1.0
     for _step in range(60):  # bisection: P(X <= successes | p) falls as p grows
         middle = (low + high) / 2

@@ -49,6 +49,13 @@ def test_upper_bound_of_no_failures_is_the_rule_of_three_kind() -> None:
     assert binomial_upper_bound(0, 0, 0.999) == 1.0
 
 
+@pytest.mark.parametrize(("failures", "responses"), [(1, 40), (3, 500), (23, 291)])
+def test_upper_bound_leaves_one_minus_confidence_of_seeing_this_few(failures: int, responses: int) -> None:
+    bound = binomial_upper_bound(failures, responses, 0.9)
+    assert failures / responses < bound < 1
+    assert 1 - binomial_upper_tail(failures + 1, responses, bound) == pytest.approx(0.1, rel=1e-6)
+
+
 def test_an_eight_percent_canary_fails_with_the_rates_in_the_reason() -> None:
     verdict = judge(Traffic(291, 23), Traffic(2610, 0), POLICY, "canary app01")
     assert verdict.verdict == FAIL
